@@ -1,0 +1,58 @@
+"""Assemble the Dagster `Definitions` of one voxlake project.
+
+`dagster dev -m assets.definitions` (what `voxlake ui` runs) loads the project
+named by `$VOXLAKE_PROJECT` (default: the current folder): one inventory asset
+per source in its `voxlake.yaml`, then the per-unit assets.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from assets.ingest import INGEST_GROUP, build_inventory_asset, build_manifest_asset
+from assets.partitions import units_partitions
+from assets.resources import VoxlakeProject
+from pipelines.project import load_project
+
+INVENTORY_JOB = "inventory_job"
+UNIT_JOB = "unit_job"
+
+
+def build_definitions(project_dir: Path) -> dg.Definitions:
+    """The `Definitions` for the project in `project_dir`."""
+    project = load_project(project_dir)
+    sources = project.config.sources
+    inventories = [build_inventory_asset(s) for s in sources]
+    manifest = build_manifest_asset(sources)
+    # Every asset partitioned by unit, in pipeline order; one run per unit runs them all.
+    unit_assets = [manifest]
+    return dg.Definitions(
+        assets=[*inventories, *unit_assets],
+        jobs=[
+            dg.define_asset_job(
+                INVENTORY_JOB,
+                selection=dg.AssetSelection.groups(INGEST_GROUP) - dg.AssetSelection.assets(manifest),
+                description="Plan the work units of every source.",
+            ),
+            dg.define_asset_job(
+                UNIT_JOB,
+                selection=dg.AssetSelection.assets(*unit_assets),
+                partitions_def=units_partitions,
+                description="Process one work unit through every per-unit step.",
+            ),
+        ],
+        resources={"project": VoxlakeProject(project_dir=str(project.directory))},
+    )
+
+
+def _project_dir_from_env() -> Path:
+    return Path(os.environ.get("VOXLAKE_PROJECT") or Path.cwd())
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by `dagster dev -m assets.definitions`: the project of `$VOXLAKE_PROJECT`."""
+    return build_definitions(_project_dir_from_env())

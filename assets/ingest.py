@@ -1,0 +1,168 @@
+"""Ingest assets: `inventory/<source>` plans units, `manifest` writes one unit's rows.
+
+`manifest` carries a blocking asset check, `accounting`: every input utterance
+of the unit is either a manifest row or a rejection.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from assets.partitions import UNITS_PARTITIONS_NAME, units_partitions
+from assets.resources import VoxlakeProject
+from pipelines.ingest import build_manifest, inventory_source
+from pipelines.lake import sha256_file
+from pipelines.units import read_units_index, source_of_unit
+from schemas import SourceConfig, UnitPlan
+
+INGEST_GROUP = "ingest"
+PREVIEW_ROWS = 10
+
+
+def inventory_key(source_name: str) -> dg.AssetKey:
+    """The asset key of a source's inventory."""
+    return dg.AssetKey(["inventory", source_name])
+
+
+def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
+    """The `inventory/<source>` asset: plan the source's units and register their partitions."""
+
+    @dg.asset(
+        key=inventory_key(source.name),
+        group_name=INGEST_GROUP,
+        description=f"Plans the work units of source `{source.name}` ({source.kind.value}) and "
+        "registers them as `units` partitions.",
+        kinds={"python"},
+        tags={"voxlake/source": source.name},
+    )
+    def inventory(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
+        loaded = project.load()
+        config = loaded.config.source(source.name)
+        planned = 0
+
+        def log_unit(plan: UnitPlan) -> None:
+            nonlocal planned
+            planned += 1
+            if planned % 50 == 1:
+                context.log.info(f"planned unit {plan.unit} ({plan.n_inputs} inputs); {planned} so far")
+
+        plans = inventory_source(
+            config, loaded.directory, loaded.lake, loaded.config.unit_limits(config), log_unit
+        )
+        keys = [p.unit for p in plans]
+        existing = set(context.instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME))
+        new = [k for k in keys if k not in existing]
+        if new:
+            context.instance.add_dynamic_partitions(UNITS_PARTITIONS_NAME, new)
+        gone = [k for k in existing if source_of_unit(k) == source.name and k not in set(keys)]
+        for key in gone:
+            context.instance.delete_dynamic_partition(UNITS_PARTITIONS_NAME, key)
+        n_inputs = sum(p.n_inputs for p in plans)
+        context.log.info(
+            f"{source.name}: {n_inputs} input utterances in {len(plans)} units "
+            f"({len(new)} new, {len(gone)} removed)"
+        )
+        digest = sha256_file(loaded.lake.units_index(source.name))
+        return dg.MaterializeResult(
+            metadata={
+                "units": len(plans),
+                "inputs": n_inputs,
+                "declared_hours": round(sum(p.declared_duration_s for p in plans) / 3600, 4),
+                "new_units": len(new),
+                "removed_units": len(gone),
+                "units_index": dg.MetadataValue.path(str(loaded.lake.units_index(source.name))),
+            },
+            data_version=dg.DataVersion(digest[:16]),
+        )
+
+    return inventory
+
+
+def build_manifest_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
+    """The `manifest` asset, partitioned by unit, downstream of every inventory."""
+
+    @dg.asset(
+        key="manifest",
+        group_name=INGEST_GROUP,
+        partitions_def=units_partitions,
+        deps=[inventory_key(s.name) for s in sources],
+        description="One row per input utterance of the unit: accepted by ingest (`ok`) or "
+        "rejected with a reason. Writes lake/manifests/<source>/<unit>.parquet.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "accounting",
+                asset="manifest",
+                blocking=True,
+                description="inputs == manifest rows + rejections, and utterance ids are unique",
+            )
+        ],
+        kinds={"parquet"},
+    )
+    def manifest(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
+        loaded = project.load()
+        unit = context.partition_key
+        source = loaded.config.source(source_of_unit(unit))
+        plans = {p.unit: p for p in read_units_index(loaded.lake, source.name)}
+        if unit not in plans:
+            raise dg.Failure(f"unit {unit!r} is not in the inventory of {source.name!r}; "
+                             "re-materialize inventory/" + source.name)
+        plan = plans[unit]
+        summary = build_manifest(source, loaded.directory, loaded.lake, unit, plan.n_inputs)
+        path = loaded.lake.manifest(source.name, unit)
+        frame = pl.read_parquet(path)
+        n_rows = frame.height
+        n_unique = frame["utterance_id"].n_unique()
+        accounted = summary.n_ok + summary.n_rejected
+        passed = accounted == plan.n_inputs == n_rows and n_unique == n_rows
+        context.log.info(
+            f"{unit}: {summary.n_ok} ok, {summary.n_rejected} rejected of {plan.n_inputs} inputs; "
+            f"rejections {dict(summary.rejections)}"
+        )
+        preview = frame.head(PREVIEW_ROWS).select(
+            "utterance_id", "status", "reject_reason", "speaker", "language", "duration_s", "text"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "inputs": plan.n_inputs,
+                "ok": summary.n_ok,
+                "rejected": summary.n_rejected,
+                "ok_hours": round(summary.ok_duration_s / 3600, 4),
+                "languages": dg.MetadataValue.json(dict(summary.languages)),
+                "rejections": dg.MetadataValue.json(dict(summary.rejections)),
+                "path": dg.MetadataValue.path(str(path)),
+                "preview": dg.MetadataValue.md(_markdown_table(preview)),
+            },
+            data_version=dg.DataVersion(sha256_file(path)[:16]),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="accounting",
+                    passed=passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={
+                        "inputs": plan.n_inputs,
+                        "rows": n_rows,
+                        "ok_plus_rejected": accounted,
+                        "unique_ids": n_unique,
+                    },
+                    description=None if passed else (
+                        f"{plan.n_inputs} inputs but {n_rows} rows ({n_unique} unique ids)"
+                    ),
+                )
+            ],
+        )
+
+    return manifest
+
+
+def _markdown_table(frame: pl.DataFrame) -> str:
+    """A small markdown table for asset metadata previews."""
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    lines = [header, rule]
+    for row in frame.iter_rows():
+        cells = [json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v for v in row]
+        lines.append("| " + " | ".join(c.replace("|", "\\|")[:60] for c in cells) + " |")
+    return "\n".join(lines)

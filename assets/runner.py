@@ -1,0 +1,122 @@
+"""Materialize a project's assets through Dagster, on the project's own instance.
+
+Used by `voxlake run` and the demo. Runs are real Dagster runs recorded in the
+project's `DAGSTER_HOME` (so they appear in the UI's run history): first the
+unpartitioned assets that plan units (inventories), then one run per unit for
+the selected per-unit assets, then unpartitioned downstream assets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+import dagster as dg
+
+from assets.definitions import INVENTORY_JOB, UNIT_JOB, build_definitions
+from assets.partitions import UNITS_PARTITIONS_NAME
+from pipelines.project import Project
+from pipelines.units import source_of_unit
+
+# Named pool limits (see dagster.yaml): DuckDB allows one writer per file.
+POOL_LIMITS = {"catalogue": 1, "gpu": 1}
+
+
+@dataclass
+class RunReport:
+    """What a `voxlake run` did: Dagster run ids and what failed."""
+
+    run_ids: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        """True when every step and every blocking check passed."""
+        return not self.failures
+
+
+def open_instance(project: Project) -> dg.DagsterInstance:
+    """The project's Dagster instance (SQLite in `<project>/.dagster`), pools configured."""
+    home = project.ensure_dagster_home()
+    os.environ["DAGSTER_HOME"] = str(home)
+    instance = dg.DagsterInstance.from_config(str(home))
+    for pool, limit in POOL_LIMITS.items():
+        if instance.event_log_storage.get_concurrency_info(pool).slot_count != limit:
+            instance.event_log_storage.set_concurrency_slots(pool, limit)
+    return instance
+
+
+def _failure_messages(result: dg.ExecuteInProcessResult, label: str) -> list[str]:
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            messages.append(f"{label}: step {event.step_key} failed: {error.message.strip() if error else ''}")
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                messages.append(
+                    f"{label}: check {evaluation.asset_check_key.to_user_string()} failed"
+                )
+    if not result.success and not messages:
+        messages.append(f"{label}: run {result.run_id} failed")
+    return messages
+
+
+def run_assets(
+    project: Project,
+    select: str | None = None,
+    sources: list[str] | None = None,
+    on_unit: Callable[[str, int, int], None] | None = None,
+) -> RunReport:
+    """Materialize `select` (Dagster selection syntax; default: everything) for `sources`."""
+    instance = open_instance(project)
+    defs = build_definitions(project.directory)
+    graph = defs.resolve_asset_graph()
+    selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
+    keys = selection.resolve(graph)
+    names = sources or [s.name for s in project.config.sources]
+    for name in names:
+        project.config.source(name)  # a KeyError naming the known sources
+    report = RunReport()
+
+    inventory_keys = [
+        k for k in keys
+        if not graph.get(k).is_partitioned and k.path[0] == "inventory" and k.path[-1] in names
+    ]
+    if inventory_keys:
+        result = defs.resolve_job_def(INVENTORY_JOB).execute_in_process(
+            instance=instance, asset_selection=inventory_keys, raise_on_error=False,
+            tags={"voxlake/sources": ",".join(names)},
+        )
+        report.run_ids.append(result.run_id)
+        report.failures += _failure_messages(result, "inventory")
+        if not result.success:
+            return report
+
+    unit_keys = [k for k in keys if graph.get(k).is_partitioned]
+    if unit_keys:
+        units = [
+            u for u in instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME)
+            if source_of_unit(u) in names
+        ]
+        units.sort()
+        report.units = units
+        job = defs.resolve_job_def(UNIT_JOB)
+        for index, unit in enumerate(units):
+            if on_unit is not None:
+                on_unit(unit, index, len(units))
+            result = job.execute_in_process(
+                instance=instance, partition_key=unit, asset_selection=unit_keys,
+                raise_on_error=False,
+            )
+            report.run_ids.append(result.run_id)
+            report.failures += _failure_messages(result, unit)
+        if on_unit is not None:
+            on_unit("", len(units), len(units))
+    return report
+
+

@@ -1,0 +1,196 @@
+"""Find and open the audio an utterance points at, safely, without extracting anything.
+
+An utterance's audio is a plain file, a member of a tar (Emilia, WebDataset),
+or a cell of an Arrow/Parquet file (Hugging Face datasets). `AudioOpener`
+resolves paths under the source root (refusing anything that escapes it),
+reads tar members into memory through `tarfile.extractfile` (never
+`extractall`), and caches containers so a unit opens each file once.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import soundfile as sf
+
+# Formats libsndfile cannot read; they need FFmpeg (through torchcodec), if installed.
+FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".wma", ".webm"}
+
+
+class AudioRefError(Exception):
+    """An utterance's audio cannot be used; `reason` is a `RejectReason` value."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def resolve_under(root: Path, relative: str, allowed_roots: tuple[Path, ...] = ()) -> Path:
+    """Resolve `relative` under `root`; raise `AudioRefError('path_escape')` if it leaves it.
+
+    Absolute paths, `..` components and symlinks are all resolved first, so a
+    symlink inside the root that points outside is caught too.
+    """
+    candidate = Path(relative)
+    joined = candidate if candidate.is_absolute() else root / candidate
+    resolved = Path(os.path.realpath(joined))
+    roots = (Path(os.path.realpath(root)), *(Path(os.path.realpath(r)) for r in allowed_roots))
+    if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
+        raise AudioRefError(
+            "path_escape", f"{relative!r} resolves to {resolved}, outside {roots[0]}"
+        )
+    return resolved
+
+
+def safe_member_name(name: str) -> bool:
+    """True when a tar member name is relative and has no `..` (safe to use as a key)."""
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts and name.strip() != ""
+
+
+@dataclass(frozen=True)
+class AudioHeader:
+    """What a file header says about its audio."""
+
+    frames: int
+    sample_rate_hz: int
+    channels: int
+    format: str
+
+    @property
+    def duration_s(self) -> float:
+        """Duration in seconds (frames / rate)."""
+        return self.frames / self.sample_rate_hz
+
+
+class AudioOpener:
+    """Opens utterance audio under one source root, caching containers for one unit."""
+
+    def __init__(self, root: Path, allowed_roots: tuple[Path, ...] = ()) -> None:
+        self.root = root
+        self.allowed_roots = allowed_roots
+        self._tars: dict[Path, tuple[tarfile.TarFile, dict[str, tarfile.TarInfo]]] = {}
+        self._tables: dict[tuple[Path, str], pa.ChunkedArray] = {}
+
+    def close(self) -> None:
+        """Close every cached container."""
+        for tar, _ in self._tars.values():
+            tar.close()
+        self._tars.clear()
+        self._tables.clear()
+
+    def __enter__(self) -> AudioOpener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def path(self, audio_path: str) -> Path:
+        """The resolved, existing file for `audio_path` (AudioRefError otherwise)."""
+        resolved = resolve_under(self.root, audio_path, self.allowed_roots)
+        if not resolved.is_file():
+            raise AudioRefError("missing_audio", f"audio file {audio_path!r} does not exist")
+        return resolved
+
+    def open(self, audio_path: str, audio_member: str | None) -> Path | io.BytesIO:
+        """A plain file's path, or the bytes of a container member."""
+        path = self.path(audio_path)
+        if audio_member is None:
+            return path
+        if ".tar" in path.suffixes or path.suffix == ".tar":
+            return io.BytesIO(self._tar_member(path, audio_member))
+        if path.suffix in {".arrow", ".parquet"}:
+            return io.BytesIO(self._table_cell(path, audio_member))
+        raise AudioRefError(
+            "unreadable_audio", f"{audio_path!r} is not a container but has member {audio_member!r}"
+        )
+
+    def _tar_member(self, path: Path, member: str) -> bytes:
+        if not safe_member_name(member):
+            raise AudioRefError("path_escape", f"tar member name {member!r} is not a safe name")
+        if path not in self._tars:
+            tar = tarfile.open(path, "r:*")
+            self._tars[path] = (tar, {m.name: m for m in tar.getmembers() if m.isfile()})
+        tar, members = self._tars[path]
+        info = members.get(member)
+        if info is None:
+            raise AudioRefError("missing_audio", f"no member {member!r} in {path.name}")
+        handle = tar.extractfile(info)
+        if handle is None:
+            raise AudioRefError("missing_audio", f"member {member!r} of {path.name} is not a file")
+        return handle.read()
+
+    def _table_cell(self, path: Path, member: str) -> bytes:
+        column, _, row_text = member.rpartition("@")
+        if not column or not row_text.isdigit():
+            raise AudioRefError("malformed_record", f"bad member reference {member!r}")
+        key = (path, column)
+        if key not in self._tables:
+            if path.suffix == ".parquet":
+                table = pq.read_table(path, columns=[column])
+            else:
+                with pa.memory_map(str(path)) as source:
+                    table = ipc.open_stream(source).read_all().select([column])
+            self._tables[key] = table.column(column)
+        cells = self._tables[key]
+        row = int(row_text)
+        if row >= len(cells):
+            raise AudioRefError("missing_audio", f"row {row} is past the end of {path.name}")
+        cell = cells[row].as_py()
+        if isinstance(cell, dict):
+            cell = cell.get("bytes")
+        if not cell:
+            raise AudioRefError("missing_audio", f"row {row} of {path.name} holds no audio bytes")
+        return bytes(cell)
+
+
+def probe_header(source: Path | io.BytesIO, name: str) -> AudioHeader:
+    """Read an audio header and prove the end of the stream is readable.
+
+    Reads the header, then seeks to the last few thousand frames and decodes
+    them: a truncated file promises frames it does not have, and this is the
+    cheapest way to find out without decoding everything.
+    """
+    suffix = Path(name).suffix.lower()
+    try:
+        handle = sf.SoundFile(source)
+    except sf.LibsndfileError as error:
+        if suffix in FFMPEG_ONLY_EXTENSIONS:
+            raise AudioRefError(
+                "unsupported_format", f"{name}: {suffix} needs FFmpeg; ingest reads headers "
+                "with libsndfile only"
+            ) from error
+        raise AudioRefError("unreadable_audio", f"{name}: not a readable audio file ({error})") from error
+    with handle:
+        header = AudioHeader(
+            frames=int(handle.frames),
+            sample_rate_hz=int(handle.samplerate),
+            channels=int(handle.channels),
+            format=f"{handle.format}/{handle.subtype}",
+        )
+        if header.frames <= 0:
+            raise AudioRefError("empty_audio", f"{name}: the file holds no samples")
+        tail_frames = min(header.frames, 4096)
+        try:
+            handle.seek(header.frames - tail_frames)
+            got = handle.read(tail_frames, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioRefError(
+                "truncated_audio", f"{name}: header promises {header.frames} frames but the "
+                f"end cannot be read ({error})"
+            ) from error
+        if len(got) < tail_frames:
+            raise AudioRefError(
+                "truncated_audio",
+                f"{name}: header promises {header.frames} frames but the file ends "
+                f"{tail_frames - len(got)} frames early",
+            )
+    return header

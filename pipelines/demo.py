@@ -1,0 +1,48 @@
+"""The demo project: every bundled test corpus as a source, with embedded defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipelines.project import PROJECT_FILE, Project, init_project, load_project
+from schemas import ProjectConfig, SourceConfig
+
+BUNDLED_CORPORA = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpora"
+
+# (name, kind, path under the bundled corpora, options)
+DEMO_SOURCES: list[tuple[str, str, str, dict[str, object]]] = [
+    ("librispeech", "librispeech", "librispeech/LibriSpeech", {}),
+    ("wenetspeech", "wenetspeech", "wenetspeech", {}),
+    ("emilia", "emilia", "emilia", {}),
+    ("custom_folder", "audio_folder", "custom/folder", {}),
+    ("custom_table", "table", "custom/table/manifest.csv", {}),
+    ("custom_vita", "vita_jsonl", "custom/vita/data.jsonl", {}),
+    ("custom_hf", "hf_dataset", "custom/hf_disk", {}),
+    ("custom_parquet", "hf_dataset", "custom/hf_parquet", {}),
+]
+
+
+def demo_config(project_dir: Path, corpora: Path = BUNDLED_CORPORA) -> ProjectConfig:
+    """A project config with one source per bundled corpus (paths relative to the project)."""
+    sources = [
+        SourceConfig(
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            path=os.path.relpath(corpora / rel, project_dir),
+            options=options,
+        )
+        for name, kind, rel, options in DEMO_SOURCES
+    ]
+    # Small units so the demo shows several units per source, as a real corpus would.
+    return ProjectConfig(sources=sources, units={"max_utterances": 8})  # type: ignore[arg-type]
+
+
+def demo_project(directory: Path) -> Project:
+    """Create the demo project in `directory`, or reuse it if it is already there."""
+    directory = directory.resolve()
+    if (directory / PROJECT_FILE).exists():
+        return load_project(directory)
+    if not BUNDLED_CORPORA.is_dir():
+        raise FileNotFoundError(f"bundled corpora not found at {BUNDLED_CORPORA}")
+    return init_project(directory, demo_config(directory))

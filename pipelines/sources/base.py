@@ -1,0 +1,44 @@
+"""What every connector shares: making inventory items and reading corpus text safely.
+
+A connector module (`pipelines/sources/<kind>.py`) exposes one function,
+`inventory(path, options) -> Iterator[ItemGroup]`, that parses corpus metadata
+into one `InventoryItem` per input utterance, without decoding audio. Broken
+metadata does not raise: it becomes an item with `problem` set, so it is
+counted and rejected with its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from schemas import InventoryItem, RejectReason
+
+
+def rejected_item(native_id: str, reason: RejectReason, message: str, **fields: object) -> InventoryItem:
+    """An item whose metadata is already wrong; the manifest step rejects it with `reason`."""
+    return InventoryItem(native_id=native_id, problem=reason, problem_message=message, **fields)
+
+
+def read_text_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """Yield `(line_no, text, error)` for each line of a text file (1-based line numbers).
+
+    Lines are decoded one by one, so a single non-UTF-8 line becomes an error for
+    that line (`text` None) instead of failing the whole file.
+    """
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield line_no, None, f"{path.name}:{line_no} is not valid UTF-8 ({error.reason})"
+                continue
+            yield line_no, text.rstrip("\r\n"), None
+
+
+def read_text_file(path: Path) -> tuple[str | None, str | None]:
+    """Read a whole transcript file as UTF-8: `(text, None)` or `(None, error)`."""
+    try:
+        return path.read_bytes().decode("utf-8").strip(), None
+    except UnicodeDecodeError as error:
+        return None, f"{path.name} is not valid UTF-8 ({error.reason} at byte {error.start})"

@@ -1,0 +1,28 @@
+"""voxlake's contracts: pydantic models and the Arrow schemas derived from them.
+
+Nothing here imports other voxlake packages (or Dagster): these models are the
+interface between pipeline steps, and between voxlake and its users.
+"""
+
+from schemas.arrow import arrow_schema
+from schemas.manifest import (
+    MANIFEST_ARROW_SCHEMA,
+    InventoryItem,
+    ManifestRecord,
+    RejectReason,
+    UnitPlan,
+)
+from schemas.project import ProjectConfig, SourceConfig, SourceKind, UnitLimits
+
+__all__ = [
+    "MANIFEST_ARROW_SCHEMA",
+    "InventoryItem",
+    "ManifestRecord",
+    "ProjectConfig",
+    "RejectReason",
+    "SourceConfig",
+    "SourceKind",
+    "UnitLimits",
+    "UnitPlan",
+    "arrow_schema",
+]

@@ -1,0 +1,24 @@
+"""Shared fixtures: the committed test corpora and their expected ingest outcomes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
+
+
+def load_expected(name: str) -> list[dict]:
+    """The generator's expected manifest outcome for one corpus, one dict per input."""
+    path = CORPORA / "expected" / f"{name}.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="session")
+def corpora() -> Path:
+    """Root of the committed test corpora."""
+    if not (CORPORA / "expected").is_dir():
+        pytest.fail(f"committed test corpora missing at {CORPORA}")
+    return CORPORA
