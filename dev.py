@@ -98,6 +98,9 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         return subprocess.call([str(bin_dir / "voxlake"), "demo", *rest], cwd=ROOT, env=env)
     ensure_system_packages()
+    _say("ruff check")
+    if subprocess.call([str(bin_dir / "ruff"), "check", "."], cwd=ROOT, env=env) != 0:
+        return 1
     return subprocess.call([str(python), "-m", "pytest", *rest], cwd=ROOT, env=env)
 
 

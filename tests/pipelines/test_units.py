@@ -1,0 +1,66 @@
+"""Work-unit planning: bounded units, groups kept whole, stable keys, duplicates marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipelines.lake import Lake
+from pipelines.units import ItemGroup, plan_units, read_unit_items, read_units_index
+from schemas import InventoryItem, UnitLimits
+
+
+def _group(prefix: str, ids: list[str], duration_s: float | None = 1.0) -> ItemGroup:
+    return ItemGroup(prefix, [InventoryItem(native_id=i, duration_s=duration_s) for i in ids])
+
+
+def test_groups_are_packed_up_to_the_limit_and_never_split(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    groups = [
+        _group("dev", ["a1", "a2", "a3"]),
+        _group("dev", ["b1", "b2"]),
+        _group("dev", ["c1", "c2", "c3", "c4", "c5", "c6"]),  # larger than the limit: alone
+        _group("test", ["d1"]),
+    ]
+    plans = plan_units("libri", groups, UnitLimits(max_utterances=5), lake)
+    assert [(p.unit, p.n_inputs) for p in plans] == [
+        ("libri.dev.00000", 5),
+        ("libri.dev.00001", 6),
+        ("libri.test.00000", 1),
+    ]
+    items = list(read_unit_items(lake.inventory_items("libri", "libri.dev.00000")))
+    assert [i.native_id for i in items] == ["a1", "a2", "a3", "b1", "b2"]
+    assert read_units_index(lake, "libri") == plans
+
+
+def test_duration_limit_closes_units(tmp_path: Path) -> None:
+    groups = [_group("x", [f"r{i}"], duration_s=3000.0) for i in range(4)]
+    plans = plan_units("w", groups, UnitLimits(max_duration_s=7000.0), Lake(tmp_path))
+    assert [p.n_inputs for p in plans] == [2, 2]
+    assert plans[0].declared_duration_s == 6000.0
+
+
+def test_same_inventory_gives_same_keys_and_bytes(tmp_path: Path) -> None:
+    def groups() -> list[ItemGroup]:
+        return [_group("s", ["a", "b"]), _group("s", ["c"])]
+
+    first = plan_units("src", groups(), UnitLimits(max_utterances=2), Lake(tmp_path / "1"))
+    second = plan_units("src", groups(), UnitLimits(max_utterances=2), Lake(tmp_path / "2"))
+    assert first == second
+
+
+def test_repeated_ids_are_kept_and_marked_duplicate(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    plans = plan_units("s", [_group("g", ["a", "b"]), _group("g", ["a"])], UnitLimits(), lake)
+    items = list(read_unit_items(lake.inventory_items("s", plans[0].unit)))
+    assert [(i.native_id, i.problem) for i in items] == [
+        ("a", None), ("b", None), ("a", "duplicate_id")
+    ]
+
+
+def test_units_that_disappear_lose_their_inventory_file(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    plan_units("s", [_group("g", ["a"]), _group("h", ["b"])], UnitLimits(), lake)
+    plan_units("s", [_group("g", ["a"])], UnitLimits(), lake)
+    assert sorted(p.name for p in lake.inventory_dir("s").iterdir()) == [
+        "s.g.00000.jsonl", "units.json"
+    ]
