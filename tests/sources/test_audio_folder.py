@@ -1,0 +1,181 @@
+"""The audio_folder connector: the committed folder corpus ingests to exactly its expected
+outcome, and the walk's rules (sorting, hidden files, linked folders, transcript choice,
+groups) hold on small trees built here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipelines.ingest import inventory_source, manifest_records
+from pipelines.lake import Lake
+from pipelines.sources import audio_folder
+from schemas import ManifestRecord, SourceConfig, UnitLimits
+from schemas.sources import AudioFolderOptions
+
+HEADER_DURATION_TOLERANCE_S = {".mp3": 0.03, ".opus": 0.03}
+
+
+def ingest(tmp_path: Path, path: Path, options: dict[str, Any] | None = None
+           ) -> dict[str, ManifestRecord]:
+    """Inventory + manifest of one source, as the pipeline runs them; rows by native id."""
+    source = SourceConfig(name="src", kind="audio_folder", path=str(path), options=options or {})
+    lake = Lake(tmp_path / "lake")
+    plans = inventory_source(source, tmp_path, lake, UnitLimits())
+    records = [r for p in plans for r in manifest_records(source, tmp_path, lake, p.unit)]
+    by_id = {r.utterance_id.removeprefix("src/"): r for r in records}
+    assert len(by_id) == len(records), "native ids must be unique"
+    return by_id
+
+
+def assert_matches_expected(records: dict[str, ManifestRecord], expected_file: Path) -> None:
+    """Every expected row has a record with the same outcome and facts, and nothing else."""
+    expected = [json.loads(line) for line in expected_file.read_text().splitlines() if line]
+    assert sorted(records) == sorted(e["native_id"] for e in expected)
+    for row in expected:
+        record = records[row["native_id"]]
+        got = {
+            "status": record.status, "reason": record.reject_reason, "text": record.text,
+            "speaker": record.speaker, "language": record.language, "split": record.split,
+            "subsets": record.subsets, "audio_path": record.audio_path,
+            "audio_member": record.audio_member, "sample_rate_hz": record.declared_sample_rate_hz,
+        }
+        assert got == {k: row[k] for k in got}, row["native_id"]
+        assert record.offset_s == pytest.approx(row["offset_s"], abs=1e-9), row["native_id"]
+        if row["duration_s"] is None:
+            assert record.duration_s is None, row["native_id"]
+        else:
+            suffix = Path(row["audio_path"]).suffix
+            tolerance = HEADER_DURATION_TOLERANCE_S.get(suffix, 1e-3)
+            assert record.duration_s == pytest.approx(row["duration_s"], abs=tolerance)
+
+
+def _tone(path: Path, seconds: float = 0.2, rate_hz: int = 8000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(rate_hz * seconds)) / rate_hz
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * t), rate_hz, format="WAV")
+
+
+def _text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def folder_records(tmp_path_factory: pytest.TempPathFactory, corpora: Path
+                   ) -> dict[str, ManifestRecord]:
+    return ingest(tmp_path_factory.mktemp("folder"), corpora / "custom" / "folder")
+
+
+def test_folder_corpus_matches_expected(folder_records: dict[str, ManifestRecord],
+                                        corpora: Path) -> None:
+    assert_matches_expected(folder_records, corpora / "expected" / "custom_folder.jsonl")
+
+
+def test_folder_corpus_literal_facts(folder_records: dict[str, ManifestRecord]) -> None:
+    a2 = folder_records["speaker_a/a2"]  # transcript in a .lab file
+    assert (a2.status, a2.text, a2.speaker) == (
+        "ok", "The second file keeps its words in a lab file.", "speaker_a")
+    assert (a2.audio_path, a2.declared_sample_rate_hz) == ("speaker_a/a2.flac", 44100)
+    b1 = folder_records["speaker_b/b1"]  # sidecar padded with spaces: stripped
+    assert b1.text == "An mp3 file recorded at twenty two kilohertz."
+    assert json.loads(b1.extra) == {"transcript_path": "speaker_b/b1.txt"}
+    c1 = folder_records["speaker_c/c1"]  # no transcript: fine by default
+    assert (c1.status, c1.text, c1.speaker, c1.declared_sample_rate_hz) == ("ok", None,
+                                                                           "speaker_c", 8000)
+    assert folder_records["broken/nan"].status == "ok"  # NaN samples are a later check
+    orphan = folder_records["broken/orphan"]
+    assert (orphan.reject_reason, orphan.audio_path, orphan.text) == (
+        "missing_audio", None, "A transcript whose audio never existed.")
+    latin1 = folder_records["broken/latin1"]
+    assert (latin1.reject_reason, latin1.audio_path, latin1.text) == (
+        "invalid_text_encoding", "broken/latin1.wav", None)
+    escape = folder_records["links/escape"]
+    assert (escape.reject_reason, escape.audio_path, escape.speaker) == (
+        "path_escape", "links/escape.wav", "links")
+    reasons = {k: r.reject_reason for k, r in folder_records.items() if r.status == "rejected"}
+    assert reasons == {
+        "broken/empty": "empty_audio", "broken/garbage": "unreadable_audio",
+        "broken/latin1": "invalid_text_encoding", "broken/orphan": "missing_audio",
+        "broken/truncated": "truncated_audio", "links/escape": "path_escape",
+    }
+
+
+def test_require_text_rejects_audio_without_transcript(tmp_path: Path, corpora: Path) -> None:
+    records = ingest(tmp_path, corpora / "custom" / "folder", {"require_text": True})
+    assert records["speaker_c/c1"].reject_reason == "missing_transcript"
+    assert records["speaker_a/a1"].status == "ok"
+    assert records["broken/orphan"].reject_reason == "missing_audio"
+
+
+def test_groups_are_top_level_folders_in_sorted_order(corpora: Path) -> None:
+    groups = list(audio_folder.inventory(corpora / "custom" / "folder", AudioFolderOptions()))
+    assert [g.prefix for g in groups] == ["broken", "links", "speaker_a", "speaker_b",
+                                          "speaker_c"]
+    assert [i.native_id for i in groups[3].items] == ["speaker_b/b1", "speaker_b/b2",
+                                                       "speaker_b/b3"]
+    assert all(i.language is None and i.split is None for g in groups for i in g.items)
+
+
+def test_language_option_is_lower_cased(corpora: Path) -> None:
+    groups = audio_folder.inventory(corpora / "custom" / "folder",
+                                    AudioFolderOptions(language="EN"))
+    assert {i.language for g in groups for i in g.items} == {"en"}
+
+
+def test_walk_rules_on_a_small_tree(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    _tone(root / "top.wav")  # top level: prefix root, no speaker
+    _tone(root / "spk" / "deep" / "x.WAV")  # upper-case extension still counts
+    _text(root / "spk" / "deep" / "x.lab", "from lab")
+    _text(root / "spk" / "deep" / "x.txt", " from txt \n")
+    _tone(root / "spk" / ".hidden.wav")
+    _tone(root / ".cache" / "h.wav")
+    _tone(tmp_path / "outside" / "o.wav")
+    os.symlink("../outside", root / "linked")  # a linked folder is never walked
+    _text(root / "spk" / "notes.md", "not audio, not a transcript")
+
+    groups = list(audio_folder.inventory(root, AudioFolderOptions()))
+    assert [(g.prefix, [i.native_id for i in g.items]) for g in groups] == [
+        ("root", ["top"]), ("spk", ["spk/deep/x"])]
+    top, x = groups[0].items[0], groups[1].items[0]
+    assert (top.speaker, top.audio_path, top.text) == (None, "top.wav", None)
+    assert (x.speaker, x.audio_path, x.text) == ("spk", "spk/deep/x.WAV", "from txt")
+
+    lab_first = AudioFolderOptions(transcript_extensions=["lab", "txt"])
+    x = next(i for g in audio_folder.inventory(root, lab_first) for i in g.items
+             if i.native_id == "spk/deep/x")
+    assert x.text == "from lab"
+
+
+def test_empty_transcript_is_no_text(tmp_path: Path) -> None:
+    _tone(tmp_path / "tree" / "a.wav")
+    _text(tmp_path / "tree" / "a.txt", "  \n")
+    records = ingest(tmp_path, tmp_path / "tree", {"require_text": True})
+    assert records["a"].text is None
+    assert records["a"].reject_reason == "missing_transcript"
+
+
+def test_large_folders_are_split_into_groups_of_one_prefix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audio_folder, "GROUP_SIZE", 2)
+    for name in ("c", "a", "e", "b", "d"):
+        _text(tmp_path / "spk" / f"{name}.txt", name)  # orphans: no audio needed
+    groups = list(audio_folder.inventory(tmp_path, AudioFolderOptions()))
+    assert [(g.prefix, [i.native_id for i in g.items]) for g in groups] == [
+        ("spk", ["spk/a", "spk/b"]), ("spk", ["spk/c", "spk/d"]), ("spk", ["spk/e"])]
+
+
+def test_a_transcript_linked_from_outside_is_not_read(tmp_path: Path) -> None:
+    _tone(tmp_path / "tree" / "spk" / "a.wav")
+    _text(tmp_path / "secret.txt", "never read")
+    os.symlink("../../secret.txt", tmp_path / "tree" / "spk" / "a.txt")
+    records = ingest(tmp_path, tmp_path / "tree")
+    assert (records["spk/a"].reject_reason, records["spk/a"].text) == ("path_escape", None)
