@@ -13,7 +13,6 @@ from pathlib import Path
 import dagster as dg
 
 from assets.ingest import INGEST_GROUP, build_inventory_asset, build_manifest_asset
-from assets.partitions import units_partitions
 from assets.resources import VoxlakeProject
 from pipelines.project import load_project
 
@@ -34,13 +33,13 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
         jobs=[
             dg.define_asset_job(
                 INVENTORY_JOB,
-                selection=dg.AssetSelection.groups(INGEST_GROUP) - dg.AssetSelection.assets(manifest),
+                selection=dg.AssetSelection.groups(INGEST_GROUP)
+                - dg.AssetSelection.assets(manifest),
                 description="Plan the work units of every source.",
             ),
             dg.define_asset_job(
                 UNIT_JOB,
                 selection=dg.AssetSelection.assets(*unit_assets),
-                partitions_def=units_partitions,
                 description="Process one work unit through every per-unit step.",
             ),
         ],

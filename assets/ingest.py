@@ -4,8 +4,6 @@
 of the unit is either a manifest row or a rejection.
 """
 
-from __future__ import annotations
-
 import json
 
 import dagster as dg
@@ -38,7 +36,9 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
         kinds={"python"},
         tags={"voxlake/source": source.name},
     )
-    def inventory(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
+    def inventory(
+        context: dg.AssetExecutionContext, project: VoxlakeProject
+    ) -> dg.MaterializeResult:
         loaded = project.load()
         config = loaded.config.source(source.name)
         planned = 0
@@ -47,7 +47,9 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
             nonlocal planned
             planned += 1
             if planned % 50 == 1:
-                context.log.info(f"planned unit {plan.unit} ({plan.n_inputs} inputs); {planned} so far")
+                context.log.info(
+                    f"planned unit {plan.unit} ({plan.n_inputs} inputs); {planned} so far"
+                )
 
         plans = inventory_source(
             config, loaded.directory, loaded.lake, loaded.config.unit_limits(config), log_unit
@@ -101,14 +103,18 @@ def build_manifest_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
         ],
         kinds={"parquet"},
     )
-    def manifest(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
+    def manifest(
+        context: dg.AssetExecutionContext, project: VoxlakeProject
+    ) -> dg.MaterializeResult:
         loaded = project.load()
         unit = context.partition_key
         source = loaded.config.source(source_of_unit(unit))
         plans = {p.unit: p for p in read_units_index(loaded.lake, source.name)}
         if unit not in plans:
-            raise dg.Failure(f"unit {unit!r} is not in the inventory of {source.name!r}; "
-                             "re-materialize inventory/" + source.name)
+            raise dg.Failure(
+                f"unit {unit!r} is not in the inventory of {source.name!r}; "
+                "re-materialize inventory/" + source.name
+            )
         plan = plans[unit]
         summary = build_manifest(source, loaded.directory, loaded.lake, unit, plan.n_inputs)
         path = loaded.lake.manifest(source.name, unit)
@@ -147,9 +153,9 @@ def build_manifest_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
                         "ok_plus_rejected": accounted,
                         "unique_ids": n_unique,
                     },
-                    description=None if passed else (
-                        f"{plan.n_inputs} inputs but {n_rows} rows ({n_unique} unique ids)"
-                    ),
+                    description=None
+                    if passed
+                    else (f"{plan.n_inputs} inputs but {n_rows} rows ({n_unique} unique ids)"),
                 )
             ],
         )

@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-
 import dagster as dg
 
 from assets.definitions import INVENTORY_JOB, UNIT_JOB, build_definitions
@@ -54,7 +53,9 @@ def _failure_messages(result: dg.ExecuteInProcessResult, label: str) -> list[str
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
-            messages.append(f"{label}: step {event.step_key} failed: {error.message.strip() if error else ''}")
+            messages.append(
+                f"{label}: step {event.step_key} failed: {error.message.strip() if error else ''}"
+            )
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed:
@@ -84,12 +85,15 @@ def run_assets(
     report = RunReport()
 
     inventory_keys = [
-        k for k in keys
+        k
+        for k in keys
         if not graph.get(k).is_partitioned and k.path[0] == "inventory" and k.path[-1] in names
     ]
     if inventory_keys:
         result = defs.resolve_job_def(INVENTORY_JOB).execute_in_process(
-            instance=instance, asset_selection=inventory_keys, raise_on_error=False,
+            instance=instance,
+            asset_selection=inventory_keys,
+            raise_on_error=False,
             tags={"voxlake/sources": ",".join(names)},
         )
         report.run_ids.append(result.run_id)
@@ -100,7 +104,8 @@ def run_assets(
     unit_keys = [k for k in keys if graph.get(k).is_partitioned]
     if unit_keys:
         units = [
-            u for u in instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME)
+            u
+            for u in instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME)
             if source_of_unit(u) in names
         ]
         units.sort()
@@ -110,7 +115,9 @@ def run_assets(
             if on_unit is not None:
                 on_unit(unit, index, len(units))
             result = job.execute_in_process(
-                instance=instance, partition_key=unit, asset_selection=unit_keys,
+                instance=instance,
+                partition_key=unit,
+                asset_selection=unit_keys,
                 raise_on_error=False,
             )
             report.run_ids.append(result.run_id)
@@ -118,5 +125,3 @@ def run_assets(
         if on_unit is not None:
             on_unit("", len(units), len(units))
     return report
-
-

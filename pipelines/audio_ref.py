@@ -165,10 +165,12 @@ def probe_header(source: Path | io.BytesIO, name: str) -> AudioHeader:
     except sf.LibsndfileError as error:
         if suffix in FFMPEG_ONLY_EXTENSIONS:
             raise AudioRefError(
-                "unsupported_format", f"{name}: {suffix} needs FFmpeg; ingest reads headers "
-                "with libsndfile only"
+                "unsupported_format",
+                f"{name}: {suffix} needs FFmpeg; ingest reads headers with libsndfile only",
             ) from error
-        raise AudioRefError("unreadable_audio", f"{name}: not a readable audio file ({error})") from error
+        raise AudioRefError(
+            "unreadable_audio", f"{name}: not a readable audio file ({error})"
+        ) from error
     with handle:
         header = AudioHeader(
             frames=int(handle.frames),
@@ -184,8 +186,9 @@ def probe_header(source: Path | io.BytesIO, name: str) -> AudioHeader:
             got = handle.read(tail_frames, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as error:
             raise AudioRefError(
-                "truncated_audio", f"{name}: header promises {header.frames} frames but the "
-                f"end cannot be read ({error})"
+                "truncated_audio",
+                f"{name}: header promises {header.frames} frames but the "
+                f"end cannot be read ({error})",
             ) from error
         if len(got) < tail_frames:
             raise AudioRefError(

@@ -20,7 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipelines.project import Project, ProjectError, format_validation_error, init_project, load_project
+from pipelines.project import (
+    Project,
+    ProjectError,
+    format_validation_error,
+    init_project,
+    load_project,
+)
 from pipelines.query import REJECTIONS_SQL, SUMMARY_SQL, QueryError, run_query
 from schemas import SourceConfig
 
@@ -73,8 +79,14 @@ def _parse_option(text: str) -> tuple[str, Any]:
 @source_app.command("add")
 def source_add(
     name: Annotated[str, typer.Argument(help="short unique name; prefixes utterance ids")],
-    kind: Annotated[str, typer.Option("--kind", help="librispeech | wenetspeech | emilia | "
-                                      "audio_folder | table | vita_jsonl | hf_dataset")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="librispeech | wenetspeech | emilia | "
+            "audio_folder | table | vita_jsonl | hf_dataset",
+        ),
+    ],
     path: Annotated[str, typer.Option("--path", help="corpus root or manifest file")],
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="key=value")] = None,
     project_dir: ProjectOption = None,
@@ -114,8 +126,12 @@ def _run(project: Project, select: str | None, sources: list[str] | None) -> boo
     from assets.runner import run_assets  # Dagster loads only when a run starts
 
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         task = progress.add_task("inventory", total=None)
 
@@ -134,8 +150,12 @@ def _run(project: Project, select: str | None, sources: list[str] | None) -> boo
 
 @app.command()
 def run(
-    select: Annotated[str | None, typer.Option("--select", help="Dagster asset selection, "
-                                               "e.g. 'key:manifest' or 'group:ingest'")] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            "--select", help="Dagster asset selection, e.g. 'key:manifest' or 'group:ingest'"
+        ),
+    ] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="only this source")] = None,
     project_dir: ProjectOption = None,
 ) -> None:
@@ -212,11 +232,24 @@ def ui(
 ) -> None:
     """Start the Dagster webserver (and daemon) for the project."""
     project = _load(project_dir)
-    env = {**os.environ, "DAGSTER_HOME": str(project.ensure_dagster_home()),
-           "VOXLAKE_PROJECT": str(project.directory)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(project.ensure_dagster_home()),
+        "VOXLAKE_PROJECT": str(project.directory),
+    }
     console.print(f"Dagster UI on http://{host}:{port} (project {project.directory})")
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "assets.definitions",
-               "-h", host, "-p", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "assets.definitions",
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
     raise typer.Exit(subprocess.call(command, env=env, cwd=project.directory))
 
 
@@ -236,7 +269,7 @@ def demo(
         f"  manifests:      {project.lake.root / 'manifests'}\n"
         f"  unit plans:     {project.lake.root / 'inventory'}\n"
         f"  Dagster home:   {project.dagster_home} (runs, events; SQLite)\n"
-        f"  explore:        voxlake query --project {directory} \"SELECT * FROM rejections\"\n"
+        f'  explore:        voxlake query --project {directory} "SELECT * FROM rejections"\n'
         f"  UI:             voxlake ui --project {directory}   (http://127.0.0.1:3000)"
     )
     if not ok:

@@ -120,9 +120,13 @@ def check_item(
         return _reject(record, item.problem.value, item.problem_message or item.problem.value)
     if item.audio_path is None:
         return _reject(record, "missing_audio", f"{item.native_id}: no audio is named")
-    if not math.isfinite(item.offset_s) or item.offset_s < 0 or (
-        item.duration_s is not None
-        and (not math.isfinite(item.duration_s) or item.duration_s <= 0)
+    if (
+        not math.isfinite(item.offset_s)
+        or item.offset_s < 0
+        or (
+            item.duration_s is not None
+            and (not math.isfinite(item.duration_s) or item.duration_s <= 0)
+        )
     ):
         return _reject(
             record,
@@ -142,7 +146,8 @@ def check_item(
                 record["duration_s"] = round(header.duration_s - item.offset_s, 6)
                 if record["duration_s"] <= 0:  # type: ignore[operator]
                     return _reject(
-                        record, "segment_out_of_range",
+                        record,
+                        "segment_out_of_range",
                         f"{item.native_id}: offset {item.offset_s} s is past the end "
                         f"({header.duration_s:.3f} s)",
                     )
@@ -166,8 +171,10 @@ def manifest_records(
 ) -> Iterator[ManifestRecord]:
     """Check every item of `unit` and yield its manifest row, in inventory order."""
     root = source_root(resolve_source_path(source, project_dir))
-    allowed = tuple(resolve_source_path(source.model_copy(update={"path": r}), project_dir)
-                    for r in source.allowed_roots)
+    allowed = tuple(
+        resolve_source_path(source.model_copy(update={"path": r}), project_dir)
+        for r in source.allowed_roots
+    )
     items_path = lake.inventory_items(source.name, unit)
     if not items_path.exists():
         raise FileNotFoundError(

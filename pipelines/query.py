@@ -31,11 +31,15 @@ def lake_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
         files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in manifests)
         con.execute(f"CREATE VIEW manifest_rows AS SELECT * FROM read_parquet([{files}])")
     else:
-        con.register("_empty_manifest", pa.table({n: [] for n in MANIFEST_ARROW_SCHEMA.names},
-                                                 schema=MANIFEST_ARROW_SCHEMA))
+        con.register(
+            "_empty_manifest",
+            pa.table({n: [] for n in MANIFEST_ARROW_SCHEMA.names}, schema=MANIFEST_ARROW_SCHEMA),
+        )
         con.execute("CREATE VIEW manifest_rows AS SELECT * FROM _empty_manifest")
-    con.execute("CREATE VIEW manifests AS SELECT * EXCLUDE (status, reject_reason, reject_message)"
-                " FROM manifest_rows WHERE status = 'ok'")
+    con.execute(
+        "CREATE VIEW manifests AS SELECT * EXCLUDE (status, reject_reason, reject_message)"
+        " FROM manifest_rows WHERE status = 'ok'"
+    )
     con.execute("CREATE VIEW rejections AS SELECT * FROM manifest_rows WHERE status = 'rejected'")
     return con
 
@@ -52,7 +56,7 @@ def run_query(lake: Lake, sql: str) -> pa.Table:
     if statements[0].type not in READ_STATEMENTS:
         raise QueryError(f"only read queries are allowed here, not {statements[0].type.name}")
     try:
-        return con.execute(sql).fetch_arrow_table()
+        return con.sql(sql).to_arrow_table()
     except duckdb.Error as error:
         raise QueryError(str(error)) from error
     finally:

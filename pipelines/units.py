@@ -39,7 +39,9 @@ def _safe_prefix(prefix: str) -> str:
 
 
 def _encode_items(items: list[InventoryItem]) -> bytes:
-    lines = [json.dumps(i.model_dump(mode="json"), ensure_ascii=False, sort_keys=True) for i in items]
+    lines = [
+        json.dumps(i.model_dump(mode="json"), ensure_ascii=False, sort_keys=True) for i in items
+    ]
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,15 @@ import pytest
 CORPORA = Path(__file__).resolve().parent / "data" / "corpora"
 
 
-def load_expected(name: str) -> list[dict]:
-    """The generator's expected manifest outcome for one corpus, one dict per input."""
+def _load_expected(name: str) -> list[dict]:
     path = CORPORA / "expected" / f"{name}.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="session")
+def load_expected() -> Callable[[str], list[dict]]:
+    """The generator's expected manifest outcome for one corpus, one dict per input."""
+    return _load_expected
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ from pathlib import Path
 from schemas import InventoryItem, RejectReason
 
 
-def rejected_item(native_id: str, reason: RejectReason, message: str, **fields: object) -> InventoryItem:
+def rejected_item(
+    native_id: str, reason: RejectReason, message: str, **fields: object
+) -> InventoryItem:
     """An item whose metadata is already wrong; the manifest step rejects it with `reason`."""
     return InventoryItem(native_id=native_id, problem=reason, problem_message=message, **fields)
 

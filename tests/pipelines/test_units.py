@@ -53,7 +53,9 @@ def test_repeated_ids_are_kept_and_marked_duplicate(tmp_path: Path) -> None:
     plans = plan_units("s", [_group("g", ["a", "b"]), _group("g", ["a"])], UnitLimits(), lake)
     items = list(read_unit_items(lake.inventory_items("s", plans[0].unit)))
     assert [(i.native_id, i.problem) for i in items] == [
-        ("a", None), ("b", None), ("a", "duplicate_id")
+        ("a", None),
+        ("b", None),
+        ("a", "duplicate_id"),
     ]
 
 
@@ -62,5 +64,6 @@ def test_units_that_disappear_lose_their_inventory_file(tmp_path: Path) -> None:
     plan_units("s", [_group("g", ["a"]), _group("h", ["b"])], UnitLimits(), lake)
     plan_units("s", [_group("g", ["a"])], UnitLimits(), lake)
     assert sorted(p.name for p in lake.inventory_dir("s").iterdir()) == [
-        "s.g.00000.jsonl", "units.json"
+        "s.g.00000.jsonl",
+        "units.json",
     ]

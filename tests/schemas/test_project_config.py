@@ -29,15 +29,21 @@ def test_minimal_config_gets_defaults() -> None:
     ("text", "field", "problem"),
     [
         ("sources:\n- {name: a, kind: mp4, path: x}\n", "sources.0.kind", "Input should be"),
-        ("sources:\n- {name: a, kind: librispeech, path: x, options: {split: [a]}}\n",
-         "sources.0", "split"),
+        (
+            "sources:\n- {name: a, kind: librispeech, path: x, options: {split: [a]}}\n",
+            "sources.0",
+            "split",
+        ),
         ("sources:\n- {name: A-1, kind: emilia, path: x}\n", "sources.0.name", "lower-case"),
         ("sources:\n- {name: a, kind: emilia}\n", "sources.0.path", "Field required"),
         ("version: 2\n", "version", "unsupported"),
         ("units: {max_utterances: 0}\n", "units.max_utterances", "greater than or equal"),
         ("lakes: x\n", "lakes", "Extra inputs are not permitted"),
-        ("sources:\n- {name: a, kind: emilia, path: x}\n- {name: a, kind: emilia, path: y}\n",
-         "(top level)", "used twice"),
+        (
+            "sources:\n- {name: a, kind: emilia, path: x}\n- {name: a, kind: emilia, path: y}\n",
+            "(top level)",
+            "used twice",
+        ),
     ],
 )
 def test_invalid_config_names_field_and_problem(
@@ -73,6 +79,14 @@ def test_manifest_arrow_schema_follows_the_model() -> None:
 def test_option_models_reject_wrong_types() -> None:
     with pytest.raises(ValidationError, match="require_text"):
         ProjectConfig.model_validate(
-            {"sources": [{"name": "f", "kind": "audio_folder", "path": "x",
-                          "options": {"require_text": "maybe"}}]}
+            {
+                "sources": [
+                    {
+                        "name": "f",
+                        "kind": "audio_folder",
+                        "path": "x",
+                        "options": {"require_text": "maybe"},
+                    }
+                ]
+            }
         )
