@@ -139,9 +139,17 @@ def test_a_recording_is_one_group_and_units_are_named_by_split(
     assert len(plans) == 6  # six recordings, each whole in its own unit
     assert all(len(aids) == 1 for aids in aids_by_unit.values())
     assert [p.unit for p in plans] == [
-        "wenet.train.00000", "wenet.train.00001", "wenet.dev.00000", "wenet.test_net.00000",
-        "wenet.train.00002", "wenet.train.00003",
+        "wenet.dev.00000", "wenet.test_net.00000",
+        "wenet.train.00000", "wenet.train.00001", "wenet.train.00002", "wenet.train.00003",
     ]
+
+
+def test_interleaved_splits_still_fill_units(corpora: Path, tmp_path: Path) -> None:
+    # The fixture lists train, dev, test_net, then train again: the two train
+    # recordings share one open unit instead of producing two half-empty ones.
+    plans, _ = _ingest(corpora / "wenetspeech", tmp_path, UnitLimits(max_utterances=100))
+    units = [p.unit for p in plans]
+    assert units == ["wenet.dev.00000", "wenet.test_net.00000", "wenet.train.00000"]
 
 
 def test_subsets_option_keeps_only_matching_segments(corpora: Path, tmp_path: Path) -> None:
