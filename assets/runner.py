@@ -72,8 +72,14 @@ def run_assets(
     select: str | None = None,
     sources: list[str] | None = None,
     on_unit: Callable[[str, int, int], None] | None = None,
+    console_log_level: str = "WARNING",
 ) -> RunReport:
-    """Materialize `select` (Dagster selection syntax; default: everything) for `sources`."""
+    """Materialize `select` (Dagster selection syntax; default: everything) for `sources`.
+
+    Every event is stored in the instance whatever `console_log_level` says; the
+    level only decides what is also echoed to the terminal.
+    """
+    run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
     instance = open_instance(project)
     defs = build_definitions(project.directory)
     graph = defs.resolve_asset_graph()
@@ -92,6 +98,7 @@ def run_assets(
     if inventory_keys:
         result = defs.resolve_job_def(INVENTORY_JOB).execute_in_process(
             instance=instance,
+            run_config=run_config,
             asset_selection=inventory_keys,
             raise_on_error=False,
             tags={"voxlake/sources": ",".join(names)},
@@ -116,6 +123,7 @@ def run_assets(
                 on_unit(unit, index, len(units))
             result = job.execute_in_process(
                 instance=instance,
+                run_config=run_config,
                 partition_key=unit,
                 asset_selection=unit_keys,
                 raise_on_error=False,

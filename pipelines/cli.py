@@ -122,7 +122,9 @@ def source_list(project_dir: ProjectOption = None) -> None:
     console.print(table)
 
 
-def _run(project: Project, select: str | None, sources: list[str] | None) -> bool:
+def _run(
+    project: Project, select: str | None, sources: list[str] | None, verbose: bool = False
+) -> bool:
     from assets.runner import run_assets  # Dagster loads only when a run starts
 
     with Progress(
@@ -139,7 +141,13 @@ def _run(project: Project, select: str | None, sources: list[str] | None) -> boo
             progress.update(task, description=f"units {unit}", completed=index, total=total)
 
         try:
-            report = run_assets(project, select=select, sources=sources, on_unit=on_unit)
+            report = run_assets(
+                project,
+                select=select,
+                sources=sources,
+                on_unit=on_unit,
+                console_log_level="INFO" if verbose else "WARNING",
+            )
         except KeyError as error:
             raise _fail(str(error.args[0])) from error
     console.print(f"{len(report.run_ids)} Dagster runs on instance {project.dagster_home}")
@@ -157,13 +165,14 @@ def run(
         ),
     ] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="only this source")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo Dagster logs")] = False,
     project_dir: ProjectOption = None,
 ) -> None:
     """Materialize assets through Dagster on the project's instance."""
     project = _load(project_dir)
     if not project.config.sources:
         raise _fail(f"{project.config_path} has no sources; add one with `voxlake source add`")
-    if not _run(project, select, source):
+    if not _run(project, select, source, verbose):
         raise typer.Exit(1)
 
 
