@@ -13,15 +13,27 @@ from schemas.manifest import (
     UnitPlan,
 )
 from schemas.project import ProjectConfig, SourceConfig, SourceKind, UnitLimits
+from schemas.quality import (
+    QUALITY_ARROW_SCHEMA,
+    CharsPerSecondRange,
+    QualityPolicy,
+    QualityRecord,
+    SourceRules,
+)
 
 __all__ = [
     "MANIFEST_ARROW_SCHEMA",
+    "QUALITY_ARROW_SCHEMA",
+    "CharsPerSecondRange",
     "InventoryItem",
     "ManifestRecord",
     "ProjectConfig",
+    "QualityPolicy",
+    "QualityRecord",
     "RejectReason",
     "SourceConfig",
     "SourceKind",
+    "SourceRules",
     "UnitLimits",
     "UnitPlan",
     "arrow_schema",

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.quality import QualityPolicy
 from schemas.sources import OPTIONS_BY_KIND
 
 SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -90,6 +91,7 @@ class ProjectConfig(BaseModel):
     lake: str = Field("lake", description="lake root, relative to the project folder")
     units: UnitLimits = Field(default_factory=UnitLimits)
     sources: list[SourceConfig] = Field(default_factory=list)
+    quality: QualityPolicy = Field(default_factory=QualityPolicy)
 
     @field_validator("version")
     @classmethod
@@ -105,6 +107,9 @@ class ProjectConfig(BaseModel):
             if source.name in seen:
                 raise ValueError(f"source name {source.name!r} is used twice")
             seen.add(source.name)
+        unknown = sorted(set(self.quality.sources) - seen)
+        if unknown:
+            raise ValueError(f"quality.sources names unknown sources: {', '.join(unknown)}")
         return self
 
     def source(self, name: str) -> SourceConfig:
