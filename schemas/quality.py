@@ -77,7 +77,7 @@ class QualityPolicy(BaseModel):
     max_clipping_ratio: float = Field(0.001, ge=0, le=1)
     max_silence_ratio: float = Field(0.8, ge=0, le=1)
     min_bandwidth_hz: float | None = Field(
-        None, ge=0, description="effective bandwidth floor; 3500 drops narrow-band audio"
+        None, ge=0, description="effective bandwidth floor (Hz); 4000 drops 8 kHz telephone audio"
     )
     chars_per_s: dict[str, CharsPerSecondRange] = Field(
         default_factory=_default_chars_per_s,
