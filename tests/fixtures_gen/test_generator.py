@@ -4,6 +4,9 @@ Regeneration must reproduce `tests/data/corpora/expected/*.jsonl` exactly
 (the connector tests read the committed copy), and the generated corpora must
 have their real on-disk structure: LibriSpeech's folders and metadata,
 WenetSpeech's JSON and decodable Opus recordings, Emilia's WebDataset tars.
+Every row ingest accepts is then measured and judged under the demo policy:
+its `later_reason` must be the rule that fires first, and a row without one
+must be accepted.
 """
 
 from __future__ import annotations
@@ -13,14 +16,23 @@ import io
 import json
 import os
 import tarfile
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from pipelines.audio import TARGET_SAMPLE_RATE_HZ, AudioDecodeError, Segment, prepare_many
+from pipelines.audio_ref import AudioOpener
 from pipelines.fixtures import EXPECTED_NAMES, espeak_available, make_fixtures
-from pipelines.fixtures.expected import REASONS, read_expected
+from pipelines.fixtures.expected import DEMO_SOURCE_RULES, LATER_REASONS, REASONS, read_expected
+from pipelines.ingest import inventory_source, manifest_records
+from pipelines.lake import Lake
+from pipelines.sources import source_root
+from quality.measures import measure
+from quality.policy import judge
+from schemas import QualityPolicy, SourceConfig, UnitLimits
 
 COMMITTED = Path(__file__).resolve().parents[1] / "data" / "corpora"
 
@@ -67,6 +79,8 @@ def test_expected_rows_are_consistent(generated: Path, name: str) -> None:
     for row in rows:
         assert (row["status"] == "ok") == (row["reason"] is None), row
         assert row["reason"] is None or row["reason"] in REASONS, row
+        assert row["later_reason"] is None or row["later_reason"] in LATER_REASONS, row
+        assert row["later_reason"] is None or row["status"] == "ok", row
         if row["status"] == "ok":
             assert row["audio_path"] and row["sample_rate_hz"] and row["duration_s"] > 0, row
 
@@ -189,10 +203,15 @@ def test_custom_corpora_formats(generated: Path) -> None:
         "speaker_b/b2.ogg": ("OGG", 48000, 2),
         "speaker_b/b3.opus": ("OGG", 48000, 1),
         "speaker_c/c1.wav": ("WAV", 8000, 1),
+        **{f"quality/{stem}.wav": ("WAV", 16000, 1)
+           for stem in ("noisy", "clipped", "short", "mostly_silent", "misaligned")},
     }
     for name, expected in formats.items():
         info = sf.info(str(folder / name))
         assert (info.format, info.samplerate, info.channels) == expected, name
+    clipped, _ = sf.read(folder / "quality/clipped.wav", dtype="int16")
+    assert (clipped.max(), clipped.min()) == (32767, -32768)  # hard-clipped at full scale
+    assert sf.info(str(folder / "quality/short.wav")).frames == 4800  # 0.3 s at 16 kHz
     assert sf.info(str(folder / "speaker_b/b3.opus")).subtype == "OPUS"
     link = folder / "links" / "escape.wav"
     assert link.is_symlink() and not os.path.isabs(os.readlink(link))
@@ -212,3 +231,95 @@ def test_custom_corpora_formats(generated: Path) -> None:
     assert table.column_names == ["file", "audio", "text", "speaker_id", "chapter_id", "id"]
     assert str(table.schema.field("audio").type) == "struct<bytes: binary, path: string>"
     assert table.column("audio").null_count == 1
+
+
+# Every corpus as the demo project declares it: (connector kind, path under the corpora).
+# Source names are the expected-file names; the demo policy's per-source rules key on
+# `emilia` and `wenetspeech`.
+DEMO_SOURCES = {
+    "librispeech": ("librispeech", "librispeech/LibriSpeech"),
+    "wenetspeech": ("wenetspeech", "wenetspeech"),
+    "emilia": ("emilia", "emilia"),
+    "custom_folder": ("audio_folder", "custom/folder"),
+    "custom_table": ("table", "custom/table/manifest.csv"),
+    "custom_table_jsonl": ("table", "custom/table/manifest.jsonl"),
+    "custom_vita": ("vita_jsonl", "custom/vita/data.jsonl"),
+    "custom_hf_disk": ("hf_dataset", "custom/hf_disk"),
+    "custom_hf_parquet": ("hf_dataset", "custom/hf_parquet"),
+}
+
+
+@pytest.fixture(scope="module")
+def judged(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Every row ingest accepts, measured and judged as the quality step does, by
+    "<expected name>/<native id>": {"later_reason", "rules" (failed, in order), "measures"}."""
+    assert sorted(DEMO_SOURCES) == sorted(EXPECTED_NAMES)
+    policy = QualityPolicy(sources=DEMO_SOURCE_RULES)
+    work = tmp_path_factory.mktemp("judged")
+    out: dict[str, dict] = {}
+    for name, (kind, relative) in DEMO_SOURCES.items():
+        expected = {row["native_id"]: row
+                    for row in read_expected(generated / "expected" / f"{name}.jsonl")}
+        source = SourceConfig(name=name, kind=kind, path=str(generated / relative))
+        lake = Lake(work / name)
+        plans = inventory_source(source, work, lake, UnitLimits())
+        rows = [r for plan in plans for r in manifest_records(source, work, lake, plan.unit)
+                if r.status == "ok"]
+        # Whole files decode to their end, segments are cut: as pipelines/quality_step.py does.
+        segments = [Segment(r.audio_path, r.audio_member, r.offset_s,
+                            r.duration_s if r.is_segment else None) for r in rows]
+        with AudioOpener(source_root(generated / relative)) as opener:
+            for position, prepared in prepare_many(segments, opener.open):
+                row = rows[position]
+                native_id = row.utterance_id.removeprefix(f"{name}/")
+                assert not isinstance(prepared, AudioDecodeError), (native_id, prepared.message)
+                measures = asdict(measure(prepared.samples, TARGET_SAMPLE_RATE_HZ, row.text))
+                failures = judge(policy, name, row.language, measures,
+                                 declared_duration_s=row.duration_s,
+                                 extra=json.loads(row.extra), subsets=row.subsets)
+                out[f"{name}/{native_id}"] = {
+                    "later_reason": expected[native_id]["later_reason"],
+                    "rules": [f.rule for f in failures],
+                    "measures": measures,
+                }
+    return out
+
+
+def test_later_reason_is_the_first_rule_the_demo_policy_fires(
+    judged: dict[str, dict], generated: Path
+) -> None:
+    ok_rows = sum(row["status"] == "ok" for name in EXPECTED_NAMES
+                  for row in read_expected(generated / "expected" / f"{name}.jsonl"))
+    assert len(judged) == ok_rows
+    for key, outcome in judged.items():
+        first = outcome["rules"][0] if outcome["rules"] else None
+        assert first == outcome["later_reason"], (key, outcome["rules"], outcome["measures"])
+    planted = {key: outcome["later_reason"] for key, outcome in judged.items()
+               if outcome["later_reason"]}
+    assert planted == {
+        "custom_folder/broken/nan": "max_non_finite_samples",
+        "custom_folder/quality/clipped": "max_clipping_ratio",
+        "custom_folder/quality/misaligned": "max_chars_per_s",
+        "custom_folder/quality/mostly_silent": "max_silence_ratio",
+        "custom_folder/quality/noisy": "min_snr_db",
+        "custom_folder/quality/short": "min_duration_s",
+        "emilia/EN_B00000_S00000_W000001": "min_dnsmos",
+        "wenetspeech/Y0000000000_--5llN02F84_S00002": "min_confidence",
+    }
+
+
+def test_quality_defects_measure_as_planted(judged: dict[str, dict]) -> None:
+    def measured(stem: str) -> dict:
+        return judged[f"custom_folder/quality/{stem}"]["measures"]
+
+    # 0 dB: white noise as powerful as the speech; WADA-SNR reads it within a dB or two.
+    assert measured("noisy")["wada_snr_db"] == pytest.approx(0.0, abs=2.0)
+    # x8 on speech peaking at 0.5: a tenth of the samples at full scale, 100x the limit.
+    assert measured("clipped")["clipping_ratio"] > 0.05
+    assert measured("short")["duration_s"] == 0.3
+    # ~0.8 s of speech, then 6 s of digital silence.
+    assert 0.85 < measured("mostly_silent")["silence_ratio"] < 0.95
+    # ~1.5 s of speech against a ~200-character paragraph.
+    misaligned = measured("misaligned")
+    assert misaligned["duration_s"] == pytest.approx(1.5, abs=0.2)
+    assert misaligned["chars_per_s"] > 2 * 35.0

@@ -90,6 +90,8 @@ def test_folder_corpus_literal_facts(folder_records: dict[str, ManifestRecord]) 
     assert (c1.status, c1.text, c1.speaker, c1.declared_sample_rate_hz) == ("ok", None,
                                                                            "speaker_c", 8000)
     assert folder_records["broken/nan"].status == "ok"  # NaN samples are a later check
+    for stem in ("noisy", "clipped", "short", "mostly_silent", "misaligned"):
+        assert folder_records[f"quality/{stem}"].status == "ok", stem  # quality step's job
     orphan = folder_records["broken/orphan"]
     assert (orphan.reject_reason, orphan.audio_path, orphan.text) == (
         "missing_audio", None, "A transcript whose audio never existed.")
@@ -116,9 +118,9 @@ def test_require_text_rejects_audio_without_transcript(tmp_path: Path, corpora: 
 
 def test_groups_are_top_level_folders_in_sorted_order(corpora: Path) -> None:
     groups = list(audio_folder.inventory(corpora / "custom" / "folder", AudioFolderOptions()))
-    assert [g.prefix for g in groups] == ["broken", "links", "speaker_a", "speaker_b",
-                                          "speaker_c"]
-    assert [i.native_id for i in groups[3].items] == ["speaker_b/b1", "speaker_b/b2",
+    assert [g.prefix for g in groups] == ["broken", "links", "quality", "speaker_a",
+                                          "speaker_b", "speaker_c"]
+    assert [i.native_id for i in groups[4].items] == ["speaker_b/b1", "speaker_b/b2",
                                                        "speaker_b/b3"]
     assert all(i.language is None and i.split is None for g in groups for i in g.items)
 
