@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines.audio import CODEC_TOLERANCE_S
 from pipelines.audio_ref import AudioHeader, AudioOpener, AudioRefError, probe_header
 from pipelines.lake import Lake, write_parquet_atomic
 from pipelines.sources import connector, source_root
@@ -30,9 +31,9 @@ from schemas import (
     UnitPlan,
 )
 
-# A segment may end this far past the decoded end before it counts as out of range:
-# codecs pad or trim a few milliseconds (Opus pre-skip, MP3 encoder delay).
-SEGMENT_END_TOLERANCE_S = 0.05
+# A segment may end this far past the recording's end before it counts as out of range
+# (codecs pad or trim a few milliseconds); the same tolerance the decoder applies.
+SEGMENT_END_TOLERANCE_S = CODEC_TOLERANCE_S
 
 
 def resolve_source_path(source: SourceConfig, project_dir: Path) -> Path:
@@ -113,6 +114,7 @@ def check_item(
         "audio_member": item.audio_member,
         "offset_s": item.offset_s,
         "duration_s": item.duration_s,
+        "is_segment": item.is_segment or item.offset_s > 0,
         "declared_sample_rate_hz": item.declared_sample_rate_hz,
         "extra": json.dumps(item.extra, ensure_ascii=False, sort_keys=True),
     }

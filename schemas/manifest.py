@@ -101,6 +101,7 @@ class ManifestRecord(BaseModel):
     audio_member: str | None = None
     offset_s: float = 0.0
     duration_s: float | None = None
+    is_segment: bool = Field(False, description="cut from a longer recording by offset/duration")
     declared_sample_rate_hz: int | None = None
     extra: str = Field("{}", description="JSON object: corpus-specific fields")
     status: Literal["ok", "rejected"] = "ok"
