@@ -24,7 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".voxlake-installed"
-SYSTEM_PACKAGES = {"espeak-ng": "espeak-ng", "ffmpeg": "ffmpeg", "sox": "sox"}
+# executable -> Debian package: espeak-ng regenerates the test corpora, ffmpeg decodes
+# m4a/aac (and lets torchcodec load), chromium renders the HTML report in a browser test.
+SYSTEM_PACKAGES = {
+    "espeak-ng": "espeak-ng",
+    "ffmpeg": "ffmpeg",
+    "sox": "sox",
+    "chromium": "chromium",
+}
 
 
 def _say(message: str) -> None:

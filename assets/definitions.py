@@ -13,11 +13,13 @@ from pathlib import Path
 import dagster as dg
 
 from assets.ingest import INGEST_GROUP, build_inventory_asset, build_manifest_asset
+from assets.quality import build_quality_asset, quality_report
 from assets.resources import VoxlakeProject
 from pipelines.project import load_project
 
 INVENTORY_JOB = "inventory_job"
 UNIT_JOB = "unit_job"
+LAKE_JOB = "lake_job"
 
 
 def build_definitions(project_dir: Path) -> dg.Definitions:
@@ -27,9 +29,11 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
     inventories = [build_inventory_asset(s) for s in sources]
     manifest = build_manifest_asset(sources)
     # Every asset partitioned by unit, in pipeline order; one run per unit runs them all.
-    unit_assets = [manifest]
+    unit_assets = [manifest, build_quality_asset(project.config.quality)]
+    # Assets over the whole lake, run after the units.
+    lake_assets = [quality_report]
     return dg.Definitions(
-        assets=[*inventories, *unit_assets],
+        assets=[*inventories, *unit_assets, *lake_assets],
         jobs=[
             dg.define_asset_job(
                 INVENTORY_JOB,
@@ -41,6 +45,11 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
                 UNIT_JOB,
                 selection=dg.AssetSelection.assets(*unit_assets),
                 description="Process one work unit through every per-unit step.",
+            ),
+            dg.define_asset_job(
+                LAKE_JOB,
+                selection=dg.AssetSelection.assets(*lake_assets),
+                description="Lake-wide assets: reports.",
             ),
         ],
         resources={"project": VoxlakeProject(project_dir=str(project.directory))},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets.definitions import INVENTORY_JOB, UNIT_JOB, build_definitions
+from assets.definitions import INVENTORY_JOB, LAKE_JOB, UNIT_JOB, build_definitions
 from assets.partitions import UNITS_PARTITIONS_NAME
 from pipelines.project import Project
 from pipelines.units import source_of_unit
@@ -132,4 +132,15 @@ def run_assets(
             report.failures += _failure_messages(result, unit)
         if on_unit is not None:
             on_unit("", len(units), len(units))
+
+    lake_keys = [k for k in keys if not graph.get(k).is_partitioned and k.path[0] != "inventory"]
+    if lake_keys and not report.failures:
+        result = defs.resolve_job_def(LAKE_JOB).execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            asset_selection=lake_keys,
+            raise_on_error=False,
+        )
+        report.run_ids.append(result.run_id)
+        report.failures += _failure_messages(result, "lake")
     return report

@@ -27,7 +27,14 @@ from pipelines.project import (
     init_project,
     load_project,
 )
-from pipelines.query import REJECTIONS_SQL, SUMMARY_SQL, QueryError, run_query
+from pipelines.query import (
+    QUALITY_REJECTIONS_SQL,
+    QUALITY_SUMMARY_SQL,
+    REJECTIONS_SQL,
+    SUMMARY_SQL,
+    QueryError,
+    run_query,
+)
 from schemas import SourceConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="voxlake: a speech data engine.")
@@ -198,7 +205,8 @@ def query(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     project_dir: ProjectOption = None,
 ) -> None:
-    """Run read-only SQL over the lake (views: manifests, rejections, manifest_rows)."""
+    """Run read-only SQL over the lake (views: manifests, rejections, manifest_rows,
+    quality, accepted)."""
     if fmt not in {"table", "csv", "json"}:
         raise _fail(f"--format must be table, csv or json, not {fmt!r}")
     project = _load(project_dir)
@@ -214,14 +222,42 @@ def print_summary(project: Project) -> None:
     _print_arrow(run_query(project.lake, SUMMARY_SQL), "table")
     rejections = run_query(project.lake, REJECTIONS_SQL)
     if rejections.num_rows:
-        console.print("rejections by reason:")
+        console.print("rejected at ingest, by reason:")
         _print_arrow(rejections, "table")
+    quality = run_query(project.lake, QUALITY_SUMMARY_SQL)
+    if quality.num_rows:
+        console.print("quality (decode, measure, policy):")
+        _print_arrow(quality, "table")
+        later = run_query(project.lake, QUALITY_REJECTIONS_SQL)
+        if later.num_rows:
+            console.print("rejected after ingest, by rule:")
+            _print_arrow(later, "table")
 
 
 @app.command()
 def summary(project_dir: ProjectOption = None) -> None:
     """Print what the lake holds per source."""
     print_summary(_load(project_dir))
+
+
+@app.command()
+def report(
+    source: Annotated[str | None, typer.Option("--source", help="only this source")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output HTML file")] = None,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Write the self-contained HTML quality report (plots, rejections, audio to listen to)."""
+    from pipelines.report import write_report
+
+    project = _load(project_dir)
+    if source is not None:
+        try:
+            project.config.source(source)
+        except KeyError as error:
+            raise _fail(str(error.args[0])) from error
+    with console.status("rendering the quality report"):
+        path = write_report(project, out=out, source=source)
+    console.print(f"quality report: {path}")
 
 
 @fixtures_app.command("make")
@@ -277,6 +313,8 @@ def demo(
         "\nresults:\n"
         f"  manifests:      {project.lake.root / 'manifests'}\n"
         f"  unit plans:     {project.lake.root / 'inventory'}\n"
+        f"  quality:        {project.lake.root / 'quality'}\n"
+        f"  report:         {project.lake.reports_dir() / 'quality.html'}\n"
         f"  Dagster home:   {project.dagster_home} (runs, events; SQLite)\n"
         f'  explore:        voxlake query --project {directory} "SELECT * FROM rejections"\n'
         f"  UI:             voxlake ui --project {directory}   (http://127.0.0.1:3000)"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipelines.fixtures.expected import DEMO_SOURCE_RULES
 from pipelines.project import PROJECT_FILE, Project, init_project, load_project
-from schemas import ProjectConfig, SourceConfig
+from schemas import ProjectConfig, QualityPolicy, SourceConfig
 
 BUNDLED_CORPORA = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpora"
 
@@ -23,6 +24,10 @@ DEMO_SOURCES: list[tuple[str, str, str, dict[str, object]]] = [
 ]
 
 
+# The bundled corpora's expected decisions are written for exactly this policy.
+DEMO_POLICY = QualityPolicy.model_validate({"sources": DEMO_SOURCE_RULES})
+
+
 def demo_config(project_dir: Path, corpora: Path = BUNDLED_CORPORA) -> ProjectConfig:
     """A project config with one source per bundled corpus (paths relative to the project)."""
     sources = [
@@ -34,8 +39,13 @@ def demo_config(project_dir: Path, corpora: Path = BUNDLED_CORPORA) -> ProjectCo
         )
         for name, kind, rel, options in DEMO_SOURCES
     ]
-    # Small units so the demo shows several units per source, as a real corpus would.
-    return ProjectConfig(sources=sources, units={"max_utterances": 8})  # type: ignore[arg-type]
+    # Small units so the demo shows several units per source, as a real corpus would;
+    # the default policy plus the corpora's own floors (Emilia keeps DNSMOS >= 3.0).
+    return ProjectConfig(
+        sources=sources,
+        units={"max_utterances": 8},  # type: ignore[arg-type]
+        quality=DEMO_POLICY,
+    )
 
 
 def demo_project(directory: Path) -> Project:

@@ -100,6 +100,14 @@ class Lake:
         """One unit's manifest: one row per input utterance."""
         return self.root / "manifests" / source / f"{unit}.parquet"
 
+    def quality(self, source: str, unit: str) -> Path:
+        """One unit's quality decisions: one row per manifest row."""
+        return self.root / "quality" / source / f"{unit}.parquet"
+
+    def reports_dir(self) -> Path:
+        """Folder of the HTML reports."""
+        return self.root / "reports"
+
     def manifests_glob(self) -> str:
         """Glob over every manifest file, for DuckDB/polars scans."""
         return str(self.root / "manifests" / "*" / "*.parquet")

@@ -1,17 +1,21 @@
 """Read-only SQL over the lake with DuckDB.
 
-Views (today): `manifest_rows` (every manifest row), `manifests` (rows that
-passed ingest) and `rejections` (rows ingest rejected, with `reject_reason` and
-`reject_message`). Only read statements are accepted.
+Views: `manifest_rows` (every manifest row), `manifests` (rows that passed
+ingest), `rejections` (rows ingest rejected, with `reject_reason` and
+`reject_message`), `quality` (one decision per utterance: measures, status,
+rule, value, threshold, policy version) and `accepted` (manifest fields and
+measures of the accepted utterances). Only read statements are accepted.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from pipelines.lake import Lake
-from schemas import MANIFEST_ARROW_SCHEMA
+from schemas import MANIFEST_ARROW_SCHEMA, QUALITY_ARROW_SCHEMA
 
 READ_STATEMENTS = {
     duckdb.StatementType.SELECT,
@@ -23,24 +27,35 @@ class QueryError(Exception):
     """A query was refused or failed; the message says why."""
 
 
+def _parquet_view(
+    con: duckdb.DuckDBPyConnection, name: str, folder: Path, schema: pa.Schema
+) -> None:
+    files = sorted(folder.glob("*/*.parquet"))
+    if files:
+        listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+    else:
+        # An empty lake still answers queries, with the right columns.
+        con.register(f"_empty_{name}", schema.empty_table())
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")
+
+
 def lake_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views over the lake's Parquet files."""
     con = duckdb.connect(":memory:")
-    manifests = sorted((lake.root / "manifests").glob("*/*.parquet"))
-    if manifests:
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in manifests)
-        con.execute(f"CREATE VIEW manifest_rows AS SELECT * FROM read_parquet([{files}])")
-    else:
-        con.register(
-            "_empty_manifest",
-            pa.table({n: [] for n in MANIFEST_ARROW_SCHEMA.names}, schema=MANIFEST_ARROW_SCHEMA),
-        )
-        con.execute("CREATE VIEW manifest_rows AS SELECT * FROM _empty_manifest")
+    _parquet_view(con, "manifest_rows", lake.root / "manifests", MANIFEST_ARROW_SCHEMA)
+    _parquet_view(con, "quality", lake.root / "quality", QUALITY_ARROW_SCHEMA)
     con.execute(
         "CREATE VIEW manifests AS SELECT * EXCLUDE (status, reject_reason, reject_message)"
         " FROM manifest_rows WHERE status = 'ok'"
     )
     con.execute("CREATE VIEW rejections AS SELECT * FROM manifest_rows WHERE status = 'rejected'")
+    con.execute(
+        "CREATE VIEW accepted AS SELECT m.*, q.* EXCLUDE (utterance_id, source, unit, language,"
+        " duration_s, status, reject_stage, reject_rule, reject_value, reject_threshold,"
+        " reject_message, failed_rules), q.duration_s AS measured_duration_s"
+        " FROM manifests m JOIN quality q USING (utterance_id) WHERE q.status = 'accepted'"
+    )
     return con
 
 
@@ -77,4 +92,20 @@ FROM manifest_rows GROUP BY source ORDER BY source
 REJECTIONS_SQL = """
 SELECT source, reject_reason, count(*) AS n FROM manifest_rows
 WHERE status = 'rejected' GROUP BY ALL ORDER BY source, reject_reason
+"""
+
+QUALITY_SUMMARY_SQL = """
+SELECT source,
+       count(*) FILTER (WHERE status = 'accepted') AS accepted,
+       count(*) FILTER (WHERE status = 'rejected') AS rejected,
+       round(coalesce(sum(duration_s) FILTER (WHERE status = 'accepted'), 0) / 3600, 4)
+           AS accepted_hours,
+       round(median(wada_snr_db) FILTER (WHERE status = 'accepted'), 1) AS median_snr_db,
+       string_agg(DISTINCT policy_version, ',') AS policy
+FROM quality GROUP BY source ORDER BY source
+"""
+
+QUALITY_REJECTIONS_SQL = """
+SELECT source, reject_stage AS stage, reject_rule AS rule, count(*) AS n FROM quality
+WHERE status = 'rejected' AND reject_stage <> 'ingest' GROUP BY ALL ORDER BY ALL
 """

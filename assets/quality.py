@@ -1,0 +1,132 @@
+"""Quality assets: `quality[unit]` measures and judges every utterance of a unit;
+`quality_report` renders the lake-wide HTML report.
+
+`quality` carries two checks: `accounting` (blocking: every manifest row has
+exactly one decision) and `distribution` (a warning when a unit's SNR or
+duration distribution is implausible). Its code version includes the policy
+version, so editing the policy in voxlake.yaml marks quality, and everything
+downstream, stale in the UI.
+"""
+
+import dagster as dg
+
+from assets.partitions import units_partitions
+from assets.resources import VoxlakeProject
+from pipelines.quality_step import assess_unit
+from pipelines.report import write_report
+from pipelines.units import source_of_unit
+from quality.distribution import implausible_distribution
+from quality.report import markdown_summary
+from schemas import QualityPolicy
+
+QUALITY_GROUP = "quality"
+# Bumped when the measures or the decision logic change meaningfully.
+QUALITY_CODE_VERSION = "1"
+
+
+def build_quality_asset(policy: QualityPolicy) -> dg.AssetsDefinition:
+    """The `quality` asset, versioned by the policy in force when definitions load."""
+
+    @dg.asset(
+        key="quality",
+        group_name=QUALITY_GROUP,
+        partitions_def=units_partitions,
+        deps=["manifest"],
+        code_version=f"{QUALITY_CODE_VERSION}-policy-{policy.version()}",
+        description="Decode → mono → 16 kHz → measure (WADA/STNR SNR, clipping, silence, "
+        "levels, bandwidth, ...) → accept or reject under the versioned policy. Writes "
+        "lake/quality/<source>/<unit>.parquet.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "accounting",
+                asset="quality",
+                blocking=True,
+                description="manifest rows == accepted + rejected, one decision per utterance",
+            ),
+            dg.AssetCheckSpec(
+                "distribution",
+                asset="quality",
+                description="SNR and duration distributions are plausible",
+            ),
+        ],
+        kinds={"parquet", "numpy"},
+    )
+    def quality(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
+        loaded = project.load()
+        unit = context.partition_key
+        source = loaded.config.source(source_of_unit(unit))
+
+        def progress(done: int, total: int) -> None:
+            context.log.info(f"{unit}: {done}/{total} utterances assessed")
+
+        summary = assess_unit(loaded, source, unit, on_progress=progress)
+        frame = summary.frame
+        accounted = summary.n_accepted + summary.n_rejected
+        passed = accounted == summary.n_manifest_rows == frame.height and (
+            frame["utterance_id"].n_unique() == frame.height
+        )
+        measured = frame.filter(
+            frame["reject_stage"].is_null() | (frame["reject_stage"] == "policy")
+        )
+        reasons = implausible_distribution(
+            measured["wada_snr_db"].to_list(), measured["duration_s"].to_list()
+        )
+        context.log.info(
+            f"{unit}: {summary.n_accepted} accepted, {summary.n_rejected} rejected "
+            f"(policy {summary.policy_version})"
+        )
+        report_path = loaded.lake.reports_dir() / "quality.html"
+        return dg.MaterializeResult(
+            metadata={
+                "manifest_rows": summary.n_manifest_rows,
+                "accepted": summary.n_accepted,
+                "rejected": summary.n_rejected,
+                "accepted_hours": round(summary.accepted_duration_s / 3600, 4),
+                "policy_version": summary.policy_version,
+                "rejections": dg.MetadataValue.json(summary.rejections),
+                "summary": dg.MetadataValue.md(markdown_summary(frame)),
+                "path": dg.MetadataValue.path(str(summary.path)),
+                "report": dg.MetadataValue.path(str(report_path)),
+            },
+            data_version=dg.DataVersion(summary.sha256[:16]),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="accounting",
+                    passed=passed,
+                    metadata={
+                        "manifest_rows": summary.n_manifest_rows,
+                        "accepted_plus_rejected": accounted,
+                        "rows": frame.height,
+                    },
+                ),
+                dg.AssetCheckResult(
+                    check_name="distribution",
+                    passed=not reasons,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"measured": measured.height},
+                    description="; ".join(reasons) or None,
+                ),
+            ],
+        )
+
+    return quality
+
+
+@dg.asset(
+    key="quality_report",
+    group_name=QUALITY_GROUP,
+    deps=["quality"],
+    description="Self-contained HTML report over every unit: hours, distributions, "
+    "rejections by rule, and the worst accepted and borderline-rejected utterances to listen to.",
+    kinds={"html"},
+)
+def quality_report(
+    context: dg.AssetExecutionContext, project: VoxlakeProject
+) -> dg.MaterializeResult:
+    """Render `lake/reports/quality.html` from every unit's quality decisions."""
+    loaded = project.load()
+    path = write_report(loaded)
+    context.log.info(f"quality report written to {path}")
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size}
+    )
