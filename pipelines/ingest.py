@@ -42,6 +42,19 @@ def resolve_source_path(source: SourceConfig, project_dir: Path) -> Path:
     return path if path.is_absolute() else (project_dir / path)
 
 
+def source_opener(source: SourceConfig, project_dir: Path) -> AudioOpener:
+    """An `AudioOpener` rooted where the source's audio paths are relative to.
+
+    Paths may also point into the source's `allowed_roots` (resolved like its path).
+    """
+    root = source_root(resolve_source_path(source, project_dir))
+    allowed = tuple(
+        resolve_source_path(source.model_copy(update={"path": r}), project_dir)
+        for r in source.allowed_roots
+    )
+    return AudioOpener(root, allowed)
+
+
 def inventory_source(
     source: SourceConfig,
     project_dir: Path,
@@ -172,17 +185,12 @@ def manifest_records(
     source: SourceConfig, project_dir: Path, lake: Lake, unit: str
 ) -> Iterator[ManifestRecord]:
     """Check every item of `unit` and yield its manifest row, in inventory order."""
-    root = source_root(resolve_source_path(source, project_dir))
-    allowed = tuple(
-        resolve_source_path(source.model_copy(update={"path": r}), project_dir)
-        for r in source.allowed_roots
-    )
     items_path = lake.inventory_items(source.name, unit)
     if not items_path.exists():
         raise FileNotFoundError(
             f"unit {unit!r} has no inventory file {items_path}; materialize the inventory first"
         )
-    with AudioOpener(root, allowed) as opener:
+    with source_opener(source, project_dir) as opener:
         headers = _HeaderCache(opener)
         for item in read_unit_items(items_path):
             yield check_item(item, source, unit, headers)

@@ -104,6 +104,10 @@ class Lake:
         """One unit's quality decisions: one row per manifest row."""
         return self.root / "quality" / source / f"{unit}.parquet"
 
+    def tokens(self, source: str, unit: str) -> Path:
+        """One unit's GLM-4-Voice codes: one row per accepted utterance."""
+        return self.root / "tokens" / source / f"{unit}.parquet"
+
     def reports_dir(self) -> Path:
         """Folder of the HTML reports."""
         return self.root / "reports"

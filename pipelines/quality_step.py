@@ -29,10 +29,9 @@ from pipelines.audio import (
     prepare_many,
 )
 from pipelines.audio_ref import AudioOpener
-from pipelines.ingest import resolve_source_path
+from pipelines.ingest import source_opener
 from pipelines.lake import sha256_file, write_parquet_atomic
 from pipelines.project import Project
-from pipelines.sources import source_root
 from quality.measures import measure
 from quality.policy import judge
 from schemas import QUALITY_ARROW_SCHEMA, QualityPolicy, QualityRecord, SourceConfig
@@ -168,13 +167,8 @@ def assess_unit(
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path} is missing: materialize manifest[{unit}] first")
     rows = pl.read_parquet(manifest_path).to_dicts()
-    root = source_root(resolve_source_path(source, project.directory))
-    allowed = tuple(
-        resolve_source_path(source.model_copy(update={"path": r}), project.directory)
-        for r in source.allowed_roots
-    )
     policy = project.config.quality
-    with AudioOpener(root, allowed) as opener:
+    with source_opener(source, project.directory) as opener:
         records = assess_rows(rows, opener, policy, on_progress)
     table = pa.Table.from_pylist(
         sorted((r.model_dump(mode="json") for r in records), key=lambda r: r["utterance_id"]),

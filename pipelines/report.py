@@ -29,11 +29,9 @@ from pipelines.audio import (
     pcm16,
     prepare_many,
 )
-from pipelines.audio_ref import AudioOpener
-from pipelines.ingest import resolve_source_path
+from pipelines.ingest import source_opener
 from pipelines.lake import write_bytes_atomic
 from pipelines.project import Project
-from pipelines.sources import source_root
 from quality.report import Clip, normalize_rows, render_report, select_clips
 from schemas import SourceConfig
 
@@ -114,16 +112,6 @@ def load_report_rows(project: Project, source: str | None = None) -> pl.DataFram
     return rows
 
 
-def _source_opener(project: Project, source: SourceConfig) -> AudioOpener:
-    """An opener rooted where the source's audio paths are relative to (as ingest does)."""
-    root = source_root(resolve_source_path(source, project.directory))
-    allowed = tuple(
-        resolve_source_path(source.model_copy(update={"path": r}), project.directory)
-        for r in source.allowed_roots
-    )
-    return AudioOpener(root, allowed)
-
-
 def wav16(prepared: PreparedAudio) -> bytes:
     """A prepared utterance as WAV bytes: 16 kHz, 16-bit PCM, mono (samples via `pcm16`)."""
     buffer = io.BytesIO()
@@ -148,7 +136,7 @@ def _decode_source(
         for row in picked.iter_rows(named=True)
     ]
     rows = picked["row"].to_list()
-    with _source_opener(project, source) as opener:
+    with source_opener(source, project.directory) as opener:
         for index, result in prepare_many(segments, opener.open):
             yield rows[index], result
 

@@ -20,10 +20,12 @@ from schemas.quality import (
     QualityRecord,
     SourceRules,
 )
+from schemas.tokens import TOKENS_ARROW_SCHEMA, TokenizerConfig, TokensRecord
 
 __all__ = [
     "MANIFEST_ARROW_SCHEMA",
     "QUALITY_ARROW_SCHEMA",
+    "TOKENS_ARROW_SCHEMA",
     "CharsPerSecondRange",
     "InventoryItem",
     "ManifestRecord",
@@ -34,6 +36,8 @@ __all__ = [
     "SourceConfig",
     "SourceKind",
     "SourceRules",
+    "TokenizerConfig",
+    "TokensRecord",
     "UnitLimits",
     "UnitPlan",
     "arrow_schema",

@@ -55,10 +55,21 @@ def _arrow_type(annotation: object) -> tuple[pa.DataType, bool]:
     raise TypeError(f"no Arrow type for annotation {annotation!r}")
 
 
-def arrow_schema(model: type[BaseModel]) -> pa.Schema:
-    """The Arrow schema of a pydantic model: one field per model field, in order."""
+def arrow_schema(
+    model: type[BaseModel], narrower: dict[str, pa.DataType] | None = None
+) -> pa.Schema:
+    """The Arrow schema of a pydantic model: one field per model field, in order.
+
+    `narrower` replaces the derived type of named fields with a narrower one
+    (e.g. `list<uint16>` for speech codes that pydantic sees as `list[int]`);
+    the field names and their order still come from the model.
+    """
+    narrower = narrower or {}
+    unknown = set(narrower) - set(model.model_fields)
+    if unknown:
+        raise KeyError(f"{model.__name__} has no fields {sorted(unknown)}")
     fields = []
     for name, field in model.model_fields.items():
         arrow_type, nullable = _arrow_type(field.annotation)
-        fields.append(pa.field(name, arrow_type, nullable=nullable))
+        fields.append(pa.field(name, narrower.get(name, arrow_type), nullable=nullable))
     return pa.schema(fields)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from schemas.quality import QualityPolicy
 from schemas.sources import OPTIONS_BY_KIND
+from schemas.tokens import TokenizerConfig
 
 SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -92,6 +93,7 @@ class ProjectConfig(BaseModel):
     units: UnitLimits = Field(default_factory=UnitLimits)
     sources: list[SourceConfig] = Field(default_factory=list)
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
 
     @field_validator("version")
     @classmethod
