@@ -20,11 +20,18 @@ from schemas.quality import (
     QualityRecord,
     SourceRules,
 )
+from schemas.shards import (
+    SHARD_INDEX_ARROW_SCHEMA,
+    ShardIndexRow,
+    ShardLimits,
+    ShardSampleMeta,
+)
 from schemas.tokens import TOKENS_ARROW_SCHEMA, TokenizerConfig, TokensRecord
 
 __all__ = [
     "MANIFEST_ARROW_SCHEMA",
     "QUALITY_ARROW_SCHEMA",
+    "SHARD_INDEX_ARROW_SCHEMA",
     "TOKENS_ARROW_SCHEMA",
     "CharsPerSecondRange",
     "InventoryItem",
@@ -33,6 +40,9 @@ __all__ = [
     "QualityPolicy",
     "QualityRecord",
     "RejectReason",
+    "ShardIndexRow",
+    "ShardLimits",
+    "ShardSampleMeta",
     "SourceConfig",
     "SourceKind",
     "SourceRules",

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.quality import QualityPolicy
+from schemas.shards import ShardLimits
 from schemas.sources import OPTIONS_BY_KIND
 from schemas.tokens import TokenizerConfig
 
@@ -94,6 +95,7 @@ class ProjectConfig(BaseModel):
     sources: list[SourceConfig] = Field(default_factory=list)
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    shards: ShardLimits = Field(default_factory=ShardLimits)
 
     @field_validator("version")
     @classmethod
