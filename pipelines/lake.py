@@ -108,6 +108,18 @@ class Lake:
         """One unit's GLM-4-Voice codes: one row per accepted utterance."""
         return self.root / "tokens" / source / f"{unit}.parquet"
 
+    def shards_dir(self, source: str, unit: str) -> Path:
+        """Folder of one unit's shards and their `index.parquet`."""
+        return self.root / "shards" / source / unit
+
+    def release_dir(self, name: str) -> Path:
+        """Folder of one release: `release.json` and `utterances.parquet`."""
+        return self.root / "releases" / name
+
+    def catalogue_path(self) -> Path:
+        """The DuckDB catalogue, beside the lake folders."""
+        return self.root / "catalogue.duckdb"
+
     def reports_dir(self) -> Path:
         """Folder of the HTML reports."""
         return self.root / "reports"

@@ -20,6 +20,12 @@ from schemas.quality import (
     QualityRecord,
     SourceRules,
 )
+from schemas.release import (
+    RELEASE_UTTERANCE_ARROW_SCHEMA,
+    Release,
+    ReleaseShard,
+    ReleaseUtterance,
+)
 from schemas.shards import (
     SHARD_INDEX_ARROW_SCHEMA,
     ShardIndexRow,
@@ -31,6 +37,7 @@ from schemas.tokens import TOKENS_ARROW_SCHEMA, TokenizerConfig, TokensRecord
 __all__ = [
     "MANIFEST_ARROW_SCHEMA",
     "QUALITY_ARROW_SCHEMA",
+    "RELEASE_UTTERANCE_ARROW_SCHEMA",
     "SHARD_INDEX_ARROW_SCHEMA",
     "TOKENS_ARROW_SCHEMA",
     "CharsPerSecondRange",
@@ -40,6 +47,9 @@ __all__ = [
     "QualityPolicy",
     "QualityRecord",
     "RejectReason",
+    "Release",
+    "ReleaseShard",
+    "ReleaseUtterance",
     "ShardIndexRow",
     "ShardLimits",
     "ShardSampleMeta",

@@ -1,0 +1,73 @@
+"""The release contract: an immutable, named selection of shards (a dataset version).
+
+A release lives in `lake/releases/<name>/`: `release.json` (`Release`: what was
+selected, how, and the lineage: shard checksums, policy versions, tokenizer
+hashes, code version) and `utterances.parquet` (`ReleaseUtterance` rows: which
+utterances, in which split). Creating a release that exists is an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.arrow import arrow_schema
+
+RELEASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class ReleaseShard(BaseModel):
+    """One shard a release reads from, with the checksum it had when released."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shard: str = Field(description="path relative to the lake root")
+    sha256: str
+    bytes: int
+    source: str
+    unit: str
+
+
+class ReleaseUtterance(BaseModel):
+    """One utterance in a release (or dropped from it as a duplicate)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    utterance_id: str
+    key: str
+    shard: str
+    source: str
+    language: str | None
+    speaker: str | None
+    duration_s: float
+    split: Literal["train", "dev", "test"] | None = Field(
+        description="None for a dropped duplicate"
+    )
+    duplicate_of: str | None = Field(None, description="kept utterance with the same PCM hash")
+
+
+class Release(BaseModel):
+    """`release.json`: the selection, its parameters and its lineage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    created_at: dt.datetime
+    where: str = Field(description="SQL predicate over the catalogue's `utterances`")
+    split_by: Literal["speaker", "utterance"] = "speaker"
+    dev_fraction: float = Field(0.0, ge=0, lt=1)
+    test_fraction: float = Field(0.0, ge=0, lt=1)
+    dedup: bool = False
+    n_utterances: int
+    duration_s: float
+    n_duplicates_dropped: int = 0
+    policy_versions: list[str]
+    tokenizer_sha256: list[str]
+    tokenizer_is_demo: bool
+    code_version: str
+    shards: list[ReleaseShard]
+
+
+RELEASE_UTTERANCE_ARROW_SCHEMA = arrow_schema(ReleaseUtterance)
