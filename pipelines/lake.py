@@ -116,10 +116,6 @@ class Lake:
         """Folder of one release: `release.json` and `utterances.parquet`."""
         return self.root / "releases" / name
 
-    def catalogue_path(self) -> Path:
-        """The DuckDB catalogue, beside the lake folders."""
-        return self.root / "catalogue.duckdb"
-
     def reports_dir(self) -> Path:
         """Folder of the HTML reports."""
         return self.root / "reports"

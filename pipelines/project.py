@@ -58,6 +58,12 @@ class Project:
         return Lake(root if root.is_absolute() else self.directory / root)
 
     @property
+    def catalogue_path(self) -> Path:
+        """The DuckDB catalogue file (derived from the lake; rebuildable)."""
+        path = Path(self.config.catalogue).expanduser()
+        return path if path.is_absolute() else self.directory / path
+
+    @property
     def dagster_home(self) -> Path:
         """The project's Dagster home (SQLite storage, `dagster.yaml`)."""
         return self.directory / DAGSTER_HOME_DIR

@@ -91,6 +91,9 @@ class ProjectConfig(BaseModel):
 
     version: int = Field(1, description="file format version")
     lake: str = Field("lake", description="lake root, relative to the project folder")
+    catalogue: str = Field(
+        "catalogue.duckdb", description="DuckDB catalogue file, relative to the project folder"
+    )
     units: UnitLimits = Field(default_factory=UnitLimits)
     sources: list[SourceConfig] = Field(default_factory=list)
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
