@@ -24,6 +24,7 @@ from schemas.release import (
     RELEASE_UTTERANCE_ARROW_SCHEMA,
     Release,
     ReleaseShard,
+    ReleaseSpec,
     ReleaseUtterance,
 )
 from schemas.shards import (
@@ -49,6 +50,7 @@ __all__ = [
     "RejectReason",
     "Release",
     "ReleaseShard",
+    "ReleaseSpec",
     "ReleaseUtterance",
     "ShardIndexRow",
     "ShardLimits",

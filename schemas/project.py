@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.quality import QualityPolicy
+from schemas.release import ReleaseSpec
 from schemas.shards import ShardLimits
 from schemas.sources import OPTIONS_BY_KIND
 from schemas.tokens import TokenizerConfig
@@ -99,6 +100,9 @@ class ProjectConfig(BaseModel):
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     shards: ShardLimits = Field(default_factory=ShardLimits)
+    releases: list[ReleaseSpec] = Field(
+        default_factory=list, description="releases the `release` asset creates"
+    )
 
     @field_validator("version")
     @classmethod

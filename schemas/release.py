@@ -71,3 +71,16 @@ class Release(BaseModel):
 
 
 RELEASE_UTTERANCE_ARROW_SCHEMA = arrow_schema(ReleaseUtterance)
+
+
+class ReleaseSpec(BaseModel):
+    """A release to create, as written under `releases:` in voxlake.yaml (or on the CLI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=RELEASE_NAME_PATTERN)
+    where: str = Field("TRUE", description="SQL predicate over the catalogue's `utterances`")
+    split_by: Literal["speaker", "utterance"] = "speaker"
+    dev: float = Field(0.0, ge=0, lt=1, description="share of speakers (or utterances) in dev")
+    test: float = Field(0.0, ge=0, lt=1, description="share in test")
+    dedup: bool = Field(False, description="drop exact duplicates (same 16 kHz PCM)")
