@@ -2,7 +2,8 @@
 
 `dagster dev -m assets.definitions` (what `voxlake ui` runs) loads the project
 named by `$VOXLAKE_PROJECT` (default: the current folder): one inventory asset
-per source in its `voxlake.yaml`, then the per-unit assets.
+per source in its `voxlake.yaml`, the per-unit assets (manifest → quality →
+tokens → shards → catalogue) and the lake-wide ones (quality report, releases).
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import dagster as dg
 
 from assets.ingest import INGEST_GROUP, build_inventory_asset, build_manifest_asset
 from assets.quality import build_quality_asset, quality_report
+from assets.release import release
 from assets.resources import VoxlakeProject
-from pipelines.project import load_project
+from assets.shards import catalogue, shards
+from assets.tokens import build_tokens_asset
+from inference.glm4voice import checkpoint_sha256
+from pipelines.project import Project, load_project
+from pipelines.tokens_step import checkpoint_dir
 
 INVENTORY_JOB = "inventory_job"
 UNIT_JOB = "unit_job"
@@ -29,9 +35,15 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
     inventories = [build_inventory_asset(s) for s in sources]
     manifest = build_manifest_asset(sources)
     # Every asset partitioned by unit, in pipeline order; one run per unit runs them all.
-    unit_assets = [manifest, build_quality_asset(project.config.quality)]
+    unit_assets = [
+        manifest,
+        build_quality_asset(project.config.quality),
+        build_tokens_asset(_tokenizer_sha256(project)),
+        shards,
+        catalogue,
+    ]
     # Assets over the whole lake, run after the units.
-    lake_assets = [quality_report]
+    lake_assets = [quality_report, release]
     return dg.Definitions(
         assets=[*inventories, *unit_assets, *lake_assets],
         jobs=[
@@ -49,11 +61,18 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
             dg.define_asset_job(
                 LAKE_JOB,
                 selection=dg.AssetSelection.assets(*lake_assets),
-                description="Lake-wide assets: reports.",
+                description="Lake-wide assets: reports and releases.",
             ),
         ],
         resources={"project": VoxlakeProject(project_dir=str(project.directory))},
     )
+
+
+def _tokenizer_sha256(project: Project) -> str | None:
+    # The checkpoint's content hash versions the tokens asset; hashing is cached by
+    # the checkpoint loader, so a 1.5 GB checkpoint is hashed once, not on every load.
+    folder = checkpoint_dir(project)
+    return checkpoint_sha256(folder) if (folder / "model.safetensors").exists() else None
 
 
 def _project_dir_from_env() -> Path:

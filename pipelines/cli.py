@@ -35,13 +35,21 @@ from pipelines.query import (
     QueryError,
     run_query,
 )
-from schemas import SourceConfig
+from schemas import ReleaseSpec, SourceConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="voxlake: a speech data engine.")
 source_app = typer.Typer(no_args_is_help=True, help="Manage the project's sources.")
 fixtures_app = typer.Typer(no_args_is_help=True, help="Generate test corpora.")
+tokenizer_app = typer.Typer(no_args_is_help=True, help="GLM-4-Voice tokenizer checkpoints.")
+catalogue_app = typer.Typer(no_args_is_help=True, help="The DuckDB catalogue.")
+release_app = typer.Typer(no_args_is_help=True, help="Immutable dataset releases.")
+export_app = typer.Typer(no_args_is_help=True, help="Export a release for training elsewhere.")
+app.add_typer(catalogue_app, name="catalogue")
+app.add_typer(release_app, name="release")
+app.add_typer(export_app, name="export")
 app.add_typer(source_app, name="source")
 app.add_typer(fixtures_app, name="fixtures")
+app.add_typer(tokenizer_app, name="tokenizer")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -205,16 +213,29 @@ def query(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     project_dir: ProjectOption = None,
 ) -> None:
-    """Run read-only SQL over the lake (views: manifests, rejections, manifest_rows,
-    quality, accepted)."""
+    """Run read-only SQL on the catalogue (utterances, rejections, shards, releases, ...;
+    see docs/catalogue.md), or on lake views (manifests, rejections, quality) before the
+    catalogue exists."""
     if fmt not in {"table", "csv", "json"}:
         raise _fail(f"--format must be table, csv or json, not {fmt!r}")
     project = _load(project_dir)
     try:
-        result = run_query(project.lake, sql)
+        result = _query(project, sql)
     except QueryError as error:
         raise _fail(str(error)) from error
     _print_arrow(result, fmt)
+
+
+def _query(project: Project, sql: str) -> Any:
+    """Run read-only SQL on the catalogue, or on the lake's views before one exists."""
+    if project.catalogue_path.exists():
+        from pipelines.catalogue import CatalogueError, query_catalogue
+
+        try:
+            return query_catalogue(project.catalogue_path, sql)
+        except CatalogueError as error:
+            raise QueryError(str(error)) from error
+    return run_query(project.lake, sql)
 
 
 def print_summary(project: Project) -> None:
@@ -258,6 +279,240 @@ def report(
     with console.status("rendering the quality report"):
         path = write_report(project, out=out, source=source)
     console.print(f"quality report: {path}")
+
+
+@catalogue_app.command("rebuild")
+def catalogue_rebuild(project_dir: ProjectOption = None) -> None:
+    """Recreate catalogue.duckdb from the lake alone."""
+    from pipelines.catalogue import CatalogueError, rebuild_catalogue
+
+    project = _load(project_dir)
+    try:
+        stats = rebuild_catalogue(project)
+    except CatalogueError as error:
+        raise _fail(str(error)) from error
+    console.print(
+        f"rebuilt {stats.path} in {stats.seconds:.2f} s: {stats.n_utterances} utterances "
+        f"({stats.n_accepted} accepted, {stats.n_rejected} rejected), {stats.n_shards} shards, "
+        f"{stats.n_releases} releases"
+    )
+
+
+@release_app.command("create")
+def release_create(
+    name: Annotated[str, typer.Argument(help="release name (immutable once created)")],
+    where: Annotated[str, typer.Option("--where", help="SQL predicate over utterances")] = "TRUE",
+    split_by: Annotated[str, typer.Option("--split-by", help="speaker | utterance")] = "speaker",
+    dev: Annotated[float, typer.Option("--dev", help="share of speakers in dev")] = 0.0,
+    test: Annotated[float, typer.Option("--test", help="share of speakers in test")] = 0.0,
+    dedup: Annotated[bool, typer.Option("--dedup", help="drop exact PCM duplicates")] = False,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Create an immutable release from the catalogue and register it."""
+    from pipelines.catalogue import update_catalogue
+    from pipelines.releases import ReleaseError, create_release, release_summary
+
+    project = _load(project_dir)
+    try:
+        spec = ReleaseSpec(
+            name=name, where=where, split_by=split_by, dev=dev, test=test, dedup=dedup
+        )
+    except ValidationError as error:
+        raise _fail(format_validation_error(Path("release"), error)) from error
+    try:
+        made = create_release(project, spec)
+    except ReleaseError as error:
+        raise _fail(str(error)) from error
+    update_catalogue(project)
+    release = made.release
+    console.print(
+        f"release {name}: {release.n_utterances} utterances, "
+        f"{release.duration_s / 3600:.4f} h, {len(release.shards)} shards, "
+        f"{release.n_duplicates_dropped} duplicates dropped -> {made.folder}"
+    )
+    if release.tokenizer_is_demo:
+        err_console.print("[yellow]warning:[/] codes come from the random-weight demo tokenizer")
+    from pipelines.releases import load_release
+
+    _print_arrow(release_summary(load_release(project, name)[1]).to_arrow(), "table")
+
+
+@release_app.command("show")
+def release_show(
+    name: Annotated[str, typer.Argument(help="release name")],
+    project_dir: ProjectOption = None,
+) -> None:
+    """Print a release's lineage and hours per split, source and language."""
+    from pipelines.releases import ReleaseError, load_release, release_summary
+
+    project = _load(project_dir)
+    try:
+        release, utterances = load_release(project, name)
+    except ReleaseError as error:
+        raise _fail(str(error)) from error
+    console.print(
+        f"release {release.name} (created {release.created_at:%Y-%m-%d %H:%M} UTC)\n"
+        f"  where:       {release.where}\n"
+        f"  split by:    {release.split_by} (dev {release.dev_fraction}, "
+        f"test {release.test_fraction}), dedup {release.dedup}\n"
+        f"  utterances:  {release.n_utterances} ({release.duration_s / 3600:.4f} h), "
+        f"{release.n_duplicates_dropped} duplicates dropped\n"
+        f"  shards:      {len(release.shards)}\n"
+        f"  policy:      {', '.join(release.policy_versions)}\n"
+        f"  tokenizer:   {', '.join(t[:16] for t in release.tokenizer_sha256)}"
+        f"{' (DEMO: random weights)' if release.tokenizer_is_demo else ''}\n"
+        f"  code:        {release.code_version}"
+    )
+    _print_arrow(release_summary(utterances).to_arrow(), "table")
+
+
+@release_app.command("list")
+def release_list(project_dir: ProjectOption = None) -> None:
+    """List the releases in the lake."""
+    from pipelines.releases import load_release
+
+    project = _load(project_dir)
+    folder = project.lake.root / "releases"
+    table = Table("name", "created", "utterances", "hours", "shards")
+    for path in sorted(folder.glob("*/release.json")) if folder.exists() else []:
+        release, _ = load_release(project, path.parent.name)
+        table.add_row(
+            release.name,
+            f"{release.created_at:%Y-%m-%d %H:%M}",
+            str(release.n_utterances),
+            f"{release.duration_s / 3600:.4f}",
+            str(len(release.shards)),
+        )
+    console.print(table)
+
+
+@app.command()
+def audit(
+    release: Annotated[str | None, typer.Option("--release", help="audit one release")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="audit one source")] = None,
+    sample: Annotated[int, typer.Option("--sample", help="utterances to re-measure")] = 20,
+    out: Annotated[Path | None, typer.Option("--out", help="HTML report file")] = None,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Verify shards against the catalogue; re-measure and re-tokenize a sample."""
+    from pipelines.audit import audit as run_audit
+    from pipelines.catalogue import CatalogueError
+    from pipelines.releases import ReleaseError
+
+    project = _load(project_dir)
+    try:
+        with console.status("auditing shards"):
+            result = run_audit(project, release=release, source=source, sample=sample, report=out)
+    except (CatalogueError, ReleaseError) as error:
+        raise _fail(str(error)) from error
+    console.print(
+        f"audit of {result.scope}: {result.shards} shards, {result.samples} samples, "
+        f"{result.remeasured} re-measured, {result.retokenized} re-tokenized"
+    )
+    for problem in result.problems[:50]:
+        err_console.print(f"[red]MISMATCH[/] {problem}", highlight=False)
+    console.print(f"audit report: {result.report_path}")
+    if not result.passed:
+        raise _fail(f"{len(result.problems)} mismatches")
+    console.print("[green]audit passed[/]")
+
+
+@export_app.command("vita-jsonl")
+def export_vita(
+    out: Annotated[Path, typer.Argument(help="output folder")],
+    release: Annotated[str, typer.Option("--release", help="release name")],
+    project_dir: ProjectOption = None,
+) -> None:
+    """VITA-Audio training JSONL (ASR + TTS), FLAC files and upstream code caches."""
+    from pipelines.exports import ExportError, export_vita_jsonl
+    from pipelines.releases import ReleaseError
+
+    try:
+        stats = export_vita_jsonl(_load(project_dir), release, out)
+    except (ExportError, ReleaseError) as error:
+        raise _fail(str(error)) from error
+    console.print(f"exported release {release} to {out}: {json.dumps(stats.counts())}")
+
+
+@export_app.command("hf")
+def export_hf_command(
+    out: Annotated[Path, typer.Argument(help="output folder (save_to_disk)")],
+    release: Annotated[str, typer.Option("--release", help="release name")],
+    project_dir: ProjectOption = None,
+) -> None:
+    """A Hugging Face dataset (save_to_disk) with an Audio column and the codes."""
+    from pipelines.exports import ExportError, export_hf
+    from pipelines.releases import ReleaseError
+
+    try:
+        stats = export_hf(_load(project_dir), release, out)
+    except (ExportError, ReleaseError) as error:
+        raise _fail(str(error)) from error
+    console.print(f"exported release {release} to {out}: {json.dumps(stats.counts())}")
+
+
+@tokenizer_app.command("make-demo")
+def tokenizer_make_demo(
+    directory: Annotated[Path, typer.Argument(help="checkpoint folder to write")],
+) -> None:
+    """Write a tiny random-weight checkpoint in the GLM-4-Voice layout (codes mean nothing)."""
+    from inference.glm4voice import write_demo_checkpoint
+
+    write_demo_checkpoint(directory)
+    console.print(
+        f"demo tokenizer checkpoint written to {directory.resolve()} "
+        "(random weights: its codes carry no meaning)"
+    )
+
+
+@app.command()
+def tokenize(
+    files: Annotated[list[Path], typer.Argument(help="audio files")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="checkpoint folder (default: the project's)"),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    project_dir: ProjectOption = None,
+) -> None:
+    """Print the GLM-4-Voice codes of audio files, as <|audio_N|> text or JSON."""
+    from inference.glm4voice import load_tokenizer
+    from pipelines.audio import AudioDecodeError, prepare
+
+    if fmt not in {"text", "json"}:
+        raise _fail(f"--format must be text or json, not {fmt!r}")
+    if checkpoint is None:
+        from pipelines.tokens_step import ensure_checkpoint
+
+        checkpoint = ensure_checkpoint(_load(project_dir))
+    try:
+        tokenizer = load_tokenizer(checkpoint)
+    except (OSError, ValueError) as error:
+        raise _fail(f"cannot load tokenizer from {checkpoint}: {error}") from error
+    audio = []
+    for path in files:
+        try:
+            audio.append(prepare(path, str(path)).samples)
+        except AudioDecodeError as error:
+            raise _fail(f"{path}: {error.message}") from error
+    codes = tokenizer.tokenize(audio)
+    if tokenizer.is_demo:
+        err_console.print("[yellow]warning:[/] demo tokenizer: random weights, codes mean nothing")
+    if fmt == "json":
+        payload = [
+            {
+                "file": str(p),
+                "n_codes": len(c),
+                "codes": c.tolist(),
+                "tokenizer_sha256": tokenizer.checkpoint_sha256,
+            }
+            for p, c in zip(files, codes, strict=True)
+        ]
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    for path, file_codes in zip(files, codes, strict=True):
+        text = "".join(f"<|audio_{int(c)}|>" for c in file_codes)
+        sys.stdout.write(f"{path}\t<|begin_of_audio|>{text}<|end_of_audio|>\n")
 
 
 @fixtures_app.command("make")
@@ -309,17 +564,43 @@ def demo(
     console.print(f"demo project: {project.directory}")
     ok = _run(project, None, None)
     print_summary(project)
+    audit_ok = True
+    if ok:
+        from pipelines.audit import audit as run_audit
+        from pipelines.releases import load_release, release_summary
+
+        name = project.config.releases[0].name
+        release, utterances = load_release(project, name)
+        console.print(
+            f"release {name}: {release.n_utterances} utterances, "
+            f"{release.duration_s / 3600:.4f} h in {len(release.shards)} shards "
+            f"({release.n_duplicates_dropped} duplicates dropped); codes from the "
+            f"{'random-weight DEMO' if release.tokenizer_is_demo else 'configured'} tokenizer"
+        )
+        _print_arrow(release_summary(utterances).to_arrow(), "table")
+        with console.status("auditing the release"):
+            result = run_audit(project, release=name, sample=10)
+        audit_ok = result.passed
+        console.print(
+            f"audit of {result.scope}: {'passed' if result.passed else 'FAILED'} "
+            f"({result.shards} shards, {result.samples} samples, {result.remeasured} "
+            f"re-measured, {result.retokenized} re-tokenized)"
+        )
+        for problem in result.problems[:20]:
+            err_console.print(f"[red]MISMATCH[/] {problem}", highlight=False)
+    reports = project.lake.reports_dir()
     console.print(
         "\nresults:\n"
-        f"  manifests:      {project.lake.root / 'manifests'}\n"
-        f"  unit plans:     {project.lake.root / 'inventory'}\n"
-        f"  quality:        {project.lake.root / 'quality'}\n"
-        f"  report:         {project.lake.reports_dir() / 'quality.html'}\n"
+        f"  lake:           {project.lake.root} (manifests, quality, tokens, shards, releases)\n"
+        f"  catalogue:      {project.catalogue_path}\n"
+        f"  quality report: {reports / 'quality.html'}\n"
+        f"  audit report:   {reports / 'audit.html'}\n"
         f"  Dagster home:   {project.dagster_home} (runs, events; SQLite)\n"
-        f'  explore:        voxlake query --project {directory} "SELECT * FROM rejections"\n'
+        f"  explore:        voxlake query --project {directory} "
+        '"SELECT source, status, count(*) FROM utterances GROUP BY ALL"\n'
         f"  UI:             voxlake ui --project {directory}   (http://127.0.0.1:3000)"
     )
-    if not ok:
+    if not (ok and audit_ok):
         raise typer.Exit(1)
 
 

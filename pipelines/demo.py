@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pipelines.fixtures.expected import DEMO_SOURCE_RULES
 from pipelines.project import PROJECT_FILE, Project, init_project, load_project
-from schemas import ProjectConfig, QualityPolicy, SourceConfig
+from schemas import ProjectConfig, QualityPolicy, ReleaseSpec, SourceConfig
 
 BUNDLED_CORPORA = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpora"
 
@@ -28,6 +28,10 @@ DEMO_SOURCES: list[tuple[str, str, str, dict[str, object]]] = [
 DEMO_POLICY = QualityPolicy.model_validate({"sources": DEMO_SOURCE_RULES})
 
 
+# Every accepted utterance, speakers split 80/10/10, exact duplicates dropped.
+DEMO_RELEASE = ReleaseSpec(name="demo-v1", where="TRUE", dev=0.1, test=0.1, dedup=True)
+
+
 def demo_config(project_dir: Path, corpora: Path = BUNDLED_CORPORA) -> ProjectConfig:
     """A project config with one source per bundled corpus (paths relative to the project)."""
     sources = [
@@ -45,6 +49,8 @@ def demo_config(project_dir: Path, corpora: Path = BUNDLED_CORPORA) -> ProjectCo
         sources=sources,
         units={"max_utterances": 8},  # type: ignore[arg-type]
         quality=DEMO_POLICY,
+        shards={"max_bytes": 256 * 1024, "max_samples": 4},  # type: ignore[arg-type]
+        releases=[DEMO_RELEASE],
     )
 
 

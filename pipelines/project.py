@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from pipelines.lake import Lake
 from schemas import ProjectConfig, SourceConfig
+from schemas.tokens import DEMO_TOKENIZER_DIR
 
 PROJECT_FILE = "voxlake.yaml"
 DAGSTER_HOME_DIR = ".dagster"
@@ -124,4 +125,10 @@ def init_project(directory: Path, config: ProjectConfig | None = None) -> Projec
     project.save()
     project.lake.root.mkdir(parents=True, exist_ok=True)
     project.ensure_dagster_home()
+    # The default tokenizer is a demo checkpoint voxlake writes itself; writing it now
+    # keeps the tokens asset's code version (the checkpoint hash) stable from the start.
+    if project.config.tokenizer.checkpoint == DEMO_TOKENIZER_DIR:
+        from pipelines.tokens_step import ensure_checkpoint
+
+        ensure_checkpoint(project)
     return project

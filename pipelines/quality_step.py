@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -25,6 +26,7 @@ from pipelines.audio import (
     AudioDecodeError,
     PreparedAudio,
     Segment,
+    pcm16,
     pcm_sha256,
     prepare_many,
 )
@@ -69,7 +71,14 @@ def _base(row: dict, policy_version: str) -> dict:
 def _judged(
     row: dict, prepared: PreparedAudio, policy: QualityPolicy, policy_version: str
 ) -> QualityRecord:
-    measures = asdict(measure(prepared.samples, TARGET_SAMPLE_RATE_HZ, row["text"]))
+    # Measure the audio as it will be stored (16-bit PCM, what shards hold and what the
+    # tokenizer sees), so every measure can be reproduced from a shard. Quantisation
+    # matters: decoders leave ~1e-6 residue in digital silence that WADA-SNR reads as
+    # signal; 16-bit turns it back into the exact zeros WADA excludes. NaN/inf are
+    # counted on the decoded floats, before quantisation maps them to numbers.
+    stored = pcm16(prepared.samples).astype(np.float32) / np.float32(32768.0)
+    measures = asdict(measure(stored, TARGET_SAMPLE_RATE_HZ, row["text"]))
+    measures["non_finite_samples"] = int(np.count_nonzero(~np.isfinite(prepared.samples)))
     failures = judge(
         policy,
         row["source"],

@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from pipelines.catalogue import open_catalogue_readonly
 from pipelines.lake import write_parquet_atomic
 from pipelines.project import Project
 from pipelines.version import code_version
@@ -122,7 +123,7 @@ def create_release(project: Project, spec: ReleaseSpec) -> CreatedRelease:
     catalogue = project.catalogue_path
     if not catalogue.exists():
         raise ReleaseError(f"no catalogue at {catalogue}: materialize the catalogue first")
-    with duckdb.connect(str(catalogue), read_only=True) as con:
+    with open_catalogue_readonly(catalogue) as con:
         frame = _selection(con, spec.where)
         if frame.height == 0:
             raise ReleaseError(f"--where {spec.where!r} selects no accepted, sharded utterance")

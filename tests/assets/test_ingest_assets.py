@@ -41,6 +41,10 @@ def test_definitions_load_with_one_inventory_per_source(project: Project) -> Non
         "manifest",
         "quality",
         "quality_report",
+        "tokens",
+        "shards",
+        "catalogue",
+        "release",
     }
     assert defs.resolve_job_def(UNIT_JOB).partitions_def is not None
     assert defs.resolve_job_def(INVENTORY_JOB) is not None
