@@ -8,8 +8,10 @@ the selected per-unit assets, then unpartitioned downstream assets.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -67,17 +69,38 @@ def _failure_messages(result: dg.ExecuteInProcessResult, label: str) -> list[str
     return messages
 
 
+def _run_unit(
+    project: Project,
+    unit: str,
+    asset_names: list[str],
+    console_log_level: str,
+    loaded: tuple[dg.DagsterInstance, dg.Definitions] | None = None,
+) -> tuple[str, list[str]]:
+    """One unit through the selected per-unit assets, as one Dagster run (any process)."""
+    instance, defs = loaded or (open_instance(project), build_definitions(project.directory))
+    result = defs.resolve_job_def(UNIT_JOB).execute_in_process(
+        instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
+        partition_key=unit,
+        asset_selection=[dg.AssetKey.from_user_string(n) for n in asset_names],
+        raise_on_error=False,
+    )
+    return result.run_id, _failure_messages(result, unit)
+
+
 def run_assets(
     project: Project,
     select: str | None = None,
     sources: list[str] | None = None,
     on_unit: Callable[[str, int, int], None] | None = None,
     console_log_level: str = "WARNING",
+    parallel: int = 1,
 ) -> RunReport:
     """Materialize `select` (Dagster selection syntax; default: everything) for `sources`.
 
     Every event is stored in the instance whatever `console_log_level` says; the
-    level only decides what is also echoed to the terminal.
+    level only decides what is also echoed to the terminal. With `parallel` > 1,
+    that many unit runs go at once, each in its own process.
     """
     run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
     instance = open_instance(project)
@@ -117,19 +140,31 @@ def run_assets(
         ]
         units.sort()
         report.units = units
-        job = defs.resolve_job_def(UNIT_JOB)
-        for index, unit in enumerate(units):
-            if on_unit is not None:
-                on_unit(unit, index, len(units))
-            result = job.execute_in_process(
-                instance=instance,
-                run_config=run_config,
-                partition_key=unit,
-                asset_selection=unit_keys,
-                raise_on_error=False,
-            )
-            report.run_ids.append(result.run_id)
-            report.failures += _failure_messages(result, unit)
+        unit_names = [k.to_user_string() for k in unit_keys]
+        if parallel <= 1:
+            for index, unit in enumerate(units):
+                if on_unit is not None:
+                    on_unit(unit, index, len(units))
+                run_id, failures = _run_unit(
+                    project, unit, unit_names, console_log_level, loaded=(instance, defs)
+                )
+                report.run_ids.append(run_id)
+                report.failures += failures
+        else:
+            # One process per worker: unit runs are independent, and the catalogue step
+            # serialises itself (pool `catalogue` = 1, and the catalogue's writer lock).
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
+                futures = {
+                    pool.submit(_run_unit, project, u, unit_names, console_log_level): u
+                    for u in units
+                }
+                for done, future in enumerate(as_completed(futures)):
+                    run_id, failures = future.result()
+                    report.run_ids.append(run_id)
+                    report.failures += failures
+                    if on_unit is not None:
+                        on_unit(futures[future], done + 1, len(units))
         if on_unit is not None:
             on_unit("", len(units), len(units))
 

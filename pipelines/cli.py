@@ -138,7 +138,11 @@ def source_list(project_dir: ProjectOption = None) -> None:
 
 
 def _run(
-    project: Project, select: str | None, sources: list[str] | None, verbose: bool = False
+    project: Project,
+    select: str | None,
+    sources: list[str] | None,
+    verbose: bool = False,
+    parallel: int = 1,
 ) -> bool:
     from assets.runner import run_assets  # Dagster loads only when a run starts
 
@@ -162,6 +166,7 @@ def _run(
                 sources=sources,
                 on_unit=on_unit,
                 console_log_level="INFO" if verbose else "WARNING",
+                parallel=parallel,
             )
         except KeyError as error:
             raise _fail(str(error.args[0])) from error
@@ -181,13 +186,16 @@ def run(
     ] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="only this source")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo Dagster logs")] = False,
+    parallel: Annotated[int, typer.Option("--parallel", "-j", help="unit runs at once")] = 1,
     project_dir: ProjectOption = None,
 ) -> None:
     """Materialize assets through Dagster on the project's instance."""
     project = _load(project_dir)
     if not project.config.sources:
         raise _fail(f"{project.config_path} has no sources; add one with `voxlake source add`")
-    if not _run(project, select, source, verbose):
+    if parallel < 1:
+        raise _fail("--parallel must be at least 1")
+    if not _run(project, select, source, verbose, parallel):
         raise typer.Exit(1)
 
 
