@@ -42,11 +42,11 @@ def _voxlake(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_demo_summary_matches_the_bundled_corpora(tmp_path: Path, load_expected) -> None:
     demo = _voxlake("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "manifests:" in demo.stdout and str(tmp_path / "demo") in demo.stdout
+    assert "catalogue:" in demo.stdout and str(tmp_path / "demo") in demo.stdout
 
     query = _voxlake(
         "query",
-        "SELECT source, status, reject_reason FROM manifest_rows",
+        "SELECT source, status, reject_stage, reject_rule FROM utterances",
         "--format",
         "json",
         "--project",
@@ -55,12 +55,20 @@ def test_demo_summary_matches_the_bundled_corpora(tmp_path: Path, load_expected)
     )
     assert query.returncode == 0, query.stderr
     rows = json.loads(query.stdout)
-    seen = Counter((r["source"], r["status"], r["reject_reason"]) for r in rows)
-    want: Counter[tuple[str, str, str | None]] = Counter()
+    seen = Counter((r["source"], r["status"], r["reject_stage"], r["reject_rule"]) for r in rows)
+    want: Counter[tuple[str, str, str | None, str | None]] = Counter()
     for source, *_ in DEMO_SOURCES:
         for entry in load_expected(EXPECTED_NAME[source]):
-            want[(source, entry["status"], entry["reason"])] += 1
+            if entry["status"] == "rejected":
+                want[(source, "rejected", "ingest", entry["reason"])] += 1
+            elif entry["later_reason"] is not None:
+                want[(source, "rejected", "policy", entry["later_reason"])] += 1
+            else:
+                want[(source, "accepted", None, None)] += 1
     assert seen == want
+    assert "release demo-v1" in demo.stdout and "audit of release demo-v1: passed" in demo.stdout
+    assert (tmp_path / "demo" / "lake" / "reports" / "quality.html").exists()
+    assert (tmp_path / "demo" / "lake" / "reports" / "audit.html").exists()
 
     # The runs are real Dagster runs in the project's instance.
     runs = list((tmp_path / "demo" / ".dagster").rglob("runs.db"))

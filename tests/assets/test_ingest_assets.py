@@ -66,7 +66,12 @@ def _materialize_source(
     assert units, "inventory registered no units"
     job = defs.resolve_job_def(UNIT_JOB)
     return [
-        job.execute_in_process(instance=instance, partition_key=u, raise_on_error=False)
+        job.execute_in_process(
+            instance=instance,
+            partition_key=u,
+            asset_selection=[dg.AssetKey("manifest")],
+            raise_on_error=False,
+        )
         for u in units
     ]
 

@@ -109,7 +109,10 @@ def test_librispeech_layout(generated: Path) -> None:
             assert flac.stem.startswith(f"{speaker}-{chapter_id}-")
             info = sf.info(str(flac))
             assert (info.format, info.subtype, info.samplerate, info.channels) == (
-                "FLAC", "PCM_16", 16000, 1
+                "FLAC",
+                "PCM_16",
+                16000,
+                1,
             )
     lines = (root / "dev-clean-2/1272/128104/1272-128104.trans.txt").read_text().splitlines()
     assert lines[0] == "1272-128104-0000 THE LAMP WAS LIT BEFORE THE SUN WENT DOWN"
@@ -135,8 +138,14 @@ def test_wenetspeech_json_and_opus_recordings(generated: Path) -> None:
         path = root / audio["path"]
         for index, segment in enumerate(audio["segments"]):
             assert segment["sid"] == f"{audio['aid']}_S{index:05d}"
-            assert list(segment) == ["sid", "confidence", "begin_time", "end_time", "subsets",
-                                     "text"]
+            assert list(segment) == [
+                "sid",
+                "confidence",
+                "begin_time",
+                "end_time",
+                "subsets",
+                "text",
+            ]
         if not audio["path"].startswith("audio/") or not path.exists():
             continue
         data = path.read_bytes()
@@ -150,7 +159,10 @@ def test_wenetspeech_json_and_opus_recordings(generated: Path) -> None:
     assert decoded == 4
     existing = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.opus"))
     assert [p.split("/")[1:3] for p in existing] == [
-        ["dev", "third_party"], ["test_net", "youtube"], ["train", "podcast"], ["train", "youtube"]
+        ["dev", "third_party"],
+        ["test_net", "youtube"],
+        ["train", "podcast"],
+        ["train", "youtube"],
     ]
 
 
@@ -158,7 +170,9 @@ def test_emilia_tars_pair_mp3_and_json(generated: Path) -> None:
     root = generated / "emilia"
     tars = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.tar"))
     assert tars == [
-        "Emilia-YODAS/EN/EN-B000000.tar", "Emilia/EN/EN-B000000.tar", "Emilia/ZH/ZH-B000000.tar"
+        "Emilia-YODAS/EN/EN-B000000.tar",
+        "Emilia/EN/EN-B000000.tar",
+        "Emilia/ZH/ZH-B000000.tar",
     ]
     dnsmos: list[float] = []
     for tar_name in tars:
@@ -180,8 +194,15 @@ def test_emilia_tars_pair_mp3_and_json(generated: Path) -> None:
                 continue
             if record is None or key.startswith(".."):
                 continue
-            assert list(record) == ["id", "wav", "text", "duration", "speaker", "language",
-                                    "dnsmos"]
+            assert list(record) == [
+                "id",
+                "wav",
+                "text",
+                "duration",
+                "speaker",
+                "language",
+                "dnsmos",
+            ]
             assert record["id"] == key
             assert record["speaker"] == key.rsplit("_W", 1)[0]
             assert record["language"] == record["language"].lower()
@@ -203,8 +224,10 @@ def test_custom_corpora_formats(generated: Path) -> None:
         "speaker_b/b2.ogg": ("OGG", 48000, 2),
         "speaker_b/b3.opus": ("OGG", 48000, 1),
         "speaker_c/c1.wav": ("WAV", 8000, 1),
-        **{f"quality/{stem}.wav": ("WAV", 16000, 1)
-           for stem in ("noisy", "clipped", "short", "mostly_silent", "misaligned")},
+        **{
+            f"quality/{stem}.wav": ("WAV", 16000, 1)
+            for stem in ("noisy", "clipped", "short", "mostly_silent", "misaligned")
+        },
     }
     for name, expected in formats.items():
         info = sf.info(str(folder / name))
@@ -258,25 +281,40 @@ def judged(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     work = tmp_path_factory.mktemp("judged")
     out: dict[str, dict] = {}
     for name, (kind, relative) in DEMO_SOURCES.items():
-        expected = {row["native_id"]: row
-                    for row in read_expected(generated / "expected" / f"{name}.jsonl")}
+        expected = {
+            row["native_id"]: row for row in read_expected(generated / "expected" / f"{name}.jsonl")
+        }
         source = SourceConfig(name=name, kind=kind, path=str(generated / relative))
         lake = Lake(work / name)
         plans = inventory_source(source, work, lake, UnitLimits())
-        rows = [r for plan in plans for r in manifest_records(source, work, lake, plan.unit)
-                if r.status == "ok"]
+        rows = [
+            r
+            for plan in plans
+            for r in manifest_records(source, work, lake, plan.unit)
+            if r.status == "ok"
+        ]
         # Whole files decode to their end, segments are cut: as pipelines/quality_step.py does.
-        segments = [Segment(r.audio_path, r.audio_member, r.offset_s,
-                            r.duration_s if r.is_segment else None) for r in rows]
+        segments = [
+            Segment(
+                r.audio_path, r.audio_member, r.offset_s, r.duration_s if r.is_segment else None
+            )
+            for r in rows
+        ]
         with AudioOpener(source_root(generated / relative)) as opener:
             for position, prepared in prepare_many(segments, opener.open):
                 row = rows[position]
                 native_id = row.utterance_id.removeprefix(f"{name}/")
                 assert not isinstance(prepared, AudioDecodeError), (native_id, prepared.message)
                 measures = asdict(measure(prepared.samples, TARGET_SAMPLE_RATE_HZ, row.text))
-                failures = judge(policy, name, row.language, measures,
-                                 declared_duration_s=row.duration_s,
-                                 extra=json.loads(row.extra), subsets=row.subsets)
+                failures = judge(
+                    policy,
+                    name,
+                    row.language,
+                    measures,
+                    declared_duration_s=row.duration_s,
+                    extra=json.loads(row.extra),
+                    subsets=row.subsets,
+                )
                 out[f"{name}/{native_id}"] = {
                     "later_reason": expected[native_id]["later_reason"],
                     "rules": [f.rule for f in failures],
@@ -288,14 +326,18 @@ def judged(generated: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def test_later_reason_is_the_first_rule_the_demo_policy_fires(
     judged: dict[str, dict], generated: Path
 ) -> None:
-    ok_rows = sum(row["status"] == "ok" for name in EXPECTED_NAMES
-                  for row in read_expected(generated / "expected" / f"{name}.jsonl"))
+    ok_rows = sum(
+        row["status"] == "ok"
+        for name in EXPECTED_NAMES
+        for row in read_expected(generated / "expected" / f"{name}.jsonl")
+    )
     assert len(judged) == ok_rows
     for key, outcome in judged.items():
         first = outcome["rules"][0] if outcome["rules"] else None
         assert first == outcome["later_reason"], (key, outcome["rules"], outcome["measures"])
-    planted = {key: outcome["later_reason"] for key, outcome in judged.items()
-               if outcome["later_reason"]}
+    planted = {
+        key: outcome["later_reason"] for key, outcome in judged.items() if outcome["later_reason"]
+    }
     assert planted == {
         "custom_folder/broken/nan": "max_non_finite_samples",
         "custom_folder/quality/clipped": "max_clipping_ratio",

@@ -51,14 +51,24 @@ def test_demo_checkpoint_has_the_released_layout_and_is_deterministic(
     demo_dir: Path, tmp_path: Path
 ) -> None:
     assert sorted(p.name for p in demo_dir.iterdir() if not p.name.startswith(".")) == [
-        "config.json", "model.safetensors", "preprocessor_config.json"]
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ]
     config = json.loads((demo_dir / "config.json").read_text())
     assert config["voxlake_demo"] == DEMO_NOTE == "random weights: codes carry no meaning"
-    assert (config["d_model"], config["encoder_layers"], config["encoder_attention_heads"],
-            config["encoder_ffn_dim"]) == (64, 4, 2, 128)
+    assert (
+        config["d_model"],
+        config["encoder_layers"],
+        config["encoder_attention_heads"],
+        config["encoder_ffn_dim"],
+    ) == (64, 4, 2, 128)
     assert (config["pooling_position"], config["quantize_position"]) == (4, 4)
-    assert (config["quantize_vocab_size"], config["num_mel_bins"],
-            config["max_source_positions"]) == (16384, 128, 1500)
+    assert (
+        config["quantize_vocab_size"],
+        config["num_mel_bins"],
+        config["max_source_positions"],
+    ) == (16384, 128, 1500)
     state = load_file(demo_dir / "model.safetensors")
     assert len(state) == 4 + 1 + 4 * 15 + 4  # convs, positions, 4 layers, codebook/pos2/ema
     assert state["codebook.weight"].shape == (16384, 64)
@@ -71,7 +81,8 @@ def test_demo_checkpoint_has_the_released_layout_and_is_deterministic(
         assert (again / name).read_bytes() == (demo_dir / name).read_bytes(), name
     other = write_demo_checkpoint(tmp_path / "seed1", seed=1)
     assert (other / "model.safetensors").read_bytes() != (
-        demo_dir / "model.safetensors").read_bytes()
+        demo_dir / "model.safetensors"
+    ).read_bytes()
 
 
 def test_loading_the_demo_warns_and_flags_it(
@@ -107,8 +118,14 @@ def test_the_full_prefixed_layout_loads_dropping_later_layers_norm_and_decoder(
     unused), the final `layer_norm`, a decoder and `proj_out`."""
     directory = _copy(demo_dir, tmp_path / "full")
     config = json.loads((directory / "config.json").read_text())
-    config.update({"encoder_layers": 32, "quantize_position": 16, "pooling_position": 16,
-                   "quantize_encoder_only": False})
+    config.update(
+        {
+            "encoder_layers": 32,
+            "quantize_position": 16,
+            "pooling_position": 16,
+            "quantize_encoder_only": False,
+        }
+    )
     (directory / "config.json").write_text(json.dumps(config))
     source = load_file(demo_dir / "model.safetensors")
     generator = torch.Generator().manual_seed(5)
@@ -120,8 +137,9 @@ def test_the_full_prefixed_layout_loads_dropping_later_layers_norm_and_decoder(
         for name, tensor in source.items():
             if name.startswith("layers.0."):
                 suffix = name.removeprefix("layers.0.")
-                state[f"model.encoder.layers.{layer}.{suffix}"] = torch.randn(
-                    tensor.shape, generator=generator) * 0.1
+                state[f"model.encoder.layers.{layer}.{suffix}"] = (
+                    torch.randn(tensor.shape, generator=generator) * 0.1
+                )
     state["model.encoder.layer_norm.weight"] = torch.ones(64)
     state["model.encoder.layer_norm.bias"] = torch.zeros(64)
     state["model.decoder.embed_tokens.weight"] = torch.zeros(10, 64)
@@ -182,10 +200,14 @@ def test_missing_unexpected_and_misshaped_keys_are_all_listed(
     message = str(error.value)
     assert "encoder only (no prefix)" in message
     assert "2 missing:\n  ema_count [16384]\n  layers.2.fc1.weight [128, 64]" in message
-    assert ("2 unexpected:\n  extra_head.weight [3, 4]\n  layers.0.self_attn.k_proj.bias [64]"
-            in message)
-    assert ("2 with the wrong shape:\n  codebook.weight: expected [16384, 64], found [100, 64]\n"
-            "  conv1.weight: expected [64, 128, 3], found [64, 80, 3]") in message
+    assert (
+        "2 unexpected:\n  extra_head.weight [3, 4]\n  layers.0.self_attn.k_proj.bias [64]"
+        in message
+    )
+    assert (
+        "2 with the wrong shape:\n  codebook.weight: expected [16384, 64], found [100, 64]\n"
+        "  conv1.weight: expected [64, 128, 3], found [64, 80, 3]"
+    ) in message
     assert isinstance(error.value, ValueError)  # callers catch ValueError
 
 
@@ -195,8 +217,12 @@ def test_a_prefixed_file_with_foreign_keys_is_rejected(demo_dir: Path, tmp_path:
     state["lm_head.weight"] = torch.zeros(2, 2)
     state["model.encoder.layers.40.fc1.weight"] = torch.zeros(2, 2)  # past encoder_layers
     _rewrite_weights(directory, state)
-    with pytest.raises(CheckpointError, match=re.escape(
-            "2 unexpected:\n  lm_head.weight [2, 2]\n  model.encoder.layers.40.fc1.weight [2, 2]")):
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(
+            "2 unexpected:\n  lm_head.weight [2, 2]\n  model.encoder.layers.40.fc1.weight [2, 2]"
+        ),
+    ):
         load_tokenizer(directory)
 
 
@@ -238,8 +264,10 @@ def test_hashes_are_cached_by_size_and_mtime(
     first = checkpoint_sha256(directory)
     assert sorted(hashed) == ["config.json", "model.safetensors", "preprocessor_config.json"]
     sidecar = json.loads((directory / HASH_SIDECAR).read_text())
-    assert sidecar["files"]["model.safetensors"]["size"] == (
-        directory / "model.safetensors").stat().st_size
+    assert (
+        sidecar["files"]["model.safetensors"]["size"]
+        == (directory / "model.safetensors").stat().st_size
+    )
     hashed.clear()
     assert checkpoint_sha256(directory) == first and hashed == []
     # a changed config is re-hashed, alone, and changes the checkpoint hash
@@ -256,7 +284,9 @@ def test_hashes_are_cached_by_size_and_mtime(
 
 
 def test_a_read_only_folder_still_hashes(
-    demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    demo_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     directory = _copy(demo_dir, tmp_path / "readonly")

@@ -30,9 +30,15 @@ from inference.glm4voice.model import (
 )
 from inference.glm4voice.reference import reference_forward
 
-SMALL = {"d_model": 64, "encoder_layers": 4, "encoder_attention_heads": 2,
-         "encoder_ffn_dim": 128, "pooling_position": 4, "quantize_position": 4,
-         "quantize_vocab_size": 512}
+SMALL = {
+    "d_model": 64,
+    "encoder_layers": 4,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 128,
+    "pooling_position": 4,
+    "quantize_position": 4,
+    "quantize_vocab_size": 512,
+}
 
 
 def _encoder(seed: int = 0, **changes: object) -> WhisperVQEncoder:
@@ -87,11 +93,13 @@ def test_im2col_convolution_equals_the_conv_module(causal: bool) -> None:
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
         # several groups of other lengths in one pass: each as if alone, bit for bit
         other = torch.randn(2, inputs.shape[1], 17)
-        first, second = conv_gelu_rows(conv, [inputs.transpose(1, 2), other.transpose(1, 2)],
-                                       rows_per_call=16)
+        first, second = conv_gelu_rows(
+            conv, [inputs.transpose(1, 2), other.transpose(1, 2)], rows_per_call=16
+        )
         assert torch.equal(first, got)
-        torch.testing.assert_close(second, F.gelu(conv(other)).transpose(1, 2),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            second, F.gelu(conv(other)).transpose(1, 2), rtol=1e-5, atol=1e-5
+        )
 
 
 # --- masks ---------------------------------------------------------------------------------
@@ -101,15 +109,18 @@ def test_block_causal_mask_for_seven_frames_blocks_of_three_two_padded() -> None
     valid = torch.tensor([[1, 1, 1, 1, 1, 0, 0]])
     # row = query, column = key. Blocks {0,1,2} {3,4,5} {6}: a query sees every earlier
     # key, the later keys of its own block, and never the padded keys 5 and 6.
-    expected = torch.tensor([
-        [1, 1, 1, 0, 0, 0, 0],
-        [1, 1, 1, 0, 0, 0, 0],
-        [1, 1, 1, 0, 0, 0, 0],
-        [1, 1, 1, 1, 1, 0, 0],
-        [1, 1, 1, 1, 1, 0, 0],
-        [1, 1, 1, 1, 1, 0, 0],
-        [1, 1, 1, 1, 1, 0, 0],
-    ], dtype=torch.bool)
+    expected = torch.tensor(
+        [
+            [1, 1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 0, 0, 0, 0],
+            [1, 1, 1, 1, 1, 0, 0],
+            [1, 1, 1, 1, 1, 0, 0],
+            [1, 1, 1, 1, 1, 0, 0],
+            [1, 1, 1, 1, 1, 0, 0],
+        ],
+        dtype=torch.bool,
+    )
     allowed = block_causal_allowed(valid, block_size=3)
     assert allowed.shape == (1, 7, 7)
     assert torch.equal(allowed[0], expected)
@@ -194,8 +205,12 @@ def test_one_call_per_product_computes_the_same_thing() -> None:
     single = model(features, frame_mask, return_hidden=True)
     assert fixed.hidden is not None and single.hidden is not None
     torch.testing.assert_close(single.hidden, fixed.hidden, rtol=1e-5, atol=1e-5)
-    _assert_codes_agree(single.token_ids.flatten(), fixed.token_ids.flatten(),
-                        fixed.hidden.reshape(-1, 64), model.codebook.weight)
+    _assert_codes_agree(
+        single.token_ids.flatten(),
+        fixed.token_ids.flatten(),
+        fixed.hidden.reshape(-1, 64),
+        model.codebook.weight,
+    )
 
 
 def test_padded_lengths_are_multiples_of_the_quantum() -> None:
@@ -228,8 +243,9 @@ def test_layer_equals_transformers_whisper_encoder_layer() -> None:
 # --- the whole encoder against the literal upstream transcription --------------------------
 
 
-def _assert_codes_agree(ours: torch.Tensor, theirs: torch.Tensor, hidden: torch.Tensor,
-                        codebook: torch.Tensor) -> None:
+def _assert_codes_agree(
+    ours: torch.Tensor, theirs: torch.Tensor, hidden: torch.Tensor, codebook: torch.Tensor
+) -> None:
     """Codes equal, except where the two nearest entries are tied to float rounding."""
     differ = (ours != theirs).nonzero().flatten()
     for index in differ.tolist():
@@ -240,13 +256,16 @@ def _assert_codes_agree(ours: torch.Tensor, theirs: torch.Tensor, hidden: torch.
     assert len(differ) <= max(1, len(ours) // 100)
 
 
-@pytest.mark.parametrize("changes", [
-    {},  # the released architecture (causal conv, avg pool after the last layer)
-    {"encoder_causal_convolution": False, "pooling_type": "max"},
-    {"pooling_position": 2, "quantize_causal_block_size": 40},  # layers after pooling
-    {"quantize_causal_block_size": None},  # plain key-padding attention
-    {"encoder_causal_attention": True},  # upstream's is_causal layers, no padding mask
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},  # the released architecture (causal conv, avg pool after the last layer)
+        {"encoder_causal_convolution": False, "pooling_type": "max"},
+        {"pooling_position": 2, "quantize_causal_block_size": 40},  # layers after pooling
+        {"quantize_causal_block_size": None},  # plain key-padding attention
+        {"encoder_causal_attention": True},  # upstream's is_causal layers, no padding mask
+    ],
+)
 def test_encoder_matches_the_literal_upstream_forward(changes: dict) -> None:
     model = _encoder(seed=1, **changes)
     generator = torch.Generator().manual_seed(2)
@@ -265,10 +284,12 @@ def test_encoder_matches_the_literal_upstream_forward(changes: dict) -> None:
     assert ours.hidden is not None
     for row in range(2):
         keep = valid[row]
-        torch.testing.assert_close(ours.hidden[row, :n][keep], hidden[row][keep],
-                                   rtol=1e-4, atol=1e-4)
-        _assert_codes_agree(ours.token_ids[row, :n][keep], ids[row][keep], hidden[row][keep],
-                            model.codebook.weight)
+        torch.testing.assert_close(
+            ours.hidden[row, :n][keep], hidden[row][keep], rtol=1e-4, atol=1e-4
+        )
+        _assert_codes_agree(
+            ours.token_ids[row, :n][keep], ids[row][keep], hidden[row][keep], model.codebook.weight
+        )
     codes = np.concatenate([ours.token_ids[r, :n][valid[r]].numpy() for r in range(2)])
     assert len(np.unique(codes)) > 5  # the test would be vacuous on a constant code
 

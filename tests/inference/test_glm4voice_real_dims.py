@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,15 @@ def _released_shapes() -> dict[str, tuple[int, ...]]:
     """The design note's table, written out (not derived from voxlake's model)."""
     d, ffn, vocab = 1280, 5120, 16384
     shapes: dict[str, tuple[int, ...]] = {
-        "conv1.weight": (d, 128, 3), "conv1.bias": (d,),
-        "conv2.weight": (d, d, 3), "conv2.bias": (d,),
+        "conv1.weight": (d, 128, 3),
+        "conv1.bias": (d,),
+        "conv2.weight": (d, d, 3),
+        "conv2.bias": (d,),
         "embed_positions.weight": (1500, d),
         "codebook.weight": (vocab, d),
         "embed_positions2.weight": (375, d),
-        "ema_count": (vocab,), "ema_weight": (vocab, d),
+        "ema_count": (vocab,),
+        "ema_weight": (vocab, d),
     }
     for layer in range(16):
         p = f"layers.{layer}."
@@ -62,8 +66,9 @@ def _released_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _values(name: str, shape: tuple[int, ...], generator: torch.Generator,
-            codebook: list[torch.Tensor]) -> torch.Tensor:
+def _values(
+    name: str, shape: tuple[int, ...], generator: torch.Generator, codebook: list[torch.Tensor]
+) -> torch.Tensor:
     if name.endswith("layer_norm.weight") or name == "ema_count":
         return torch.ones(shape)
     if name.endswith("layer_norm.bias"):
@@ -86,8 +91,11 @@ def write_safetensors_streaming(path: Path, shapes: dict[str, tuple[int, ...]], 
     offset = 0
     for name in names:
         size = 4 * math.prod(shapes[name])
-        header[name] = {"dtype": "F32", "shape": list(shapes[name]),
-                        "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(shapes[name]),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
@@ -100,13 +108,15 @@ def write_safetensors_streaming(path: Path, shapes: dict[str, tuple[int, ...]], 
 
 
 @pytest.fixture(scope="module")
-def released_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def released_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("released") / "glm-4-voice-tokenizer"
     directory.mkdir()
     (directory / "config.json").write_text(json.dumps(RELEASED_CONFIG, indent=2))
     (directory / "preprocessor_config.json").write_text(json.dumps(RELEASED_PREPROCESSOR))
     write_safetensors_streaming(directory / "model.safetensors", _released_shapes(), seed=0)
-    return directory
+    yield directory
+    # pytest keeps recent temporary folders: do not leave 1.46 GB behind each session
+    (directory / "model.safetensors").unlink()
 
 
 @pytest.fixture(scope="module")
@@ -127,15 +137,22 @@ def test_the_released_key_set_at_real_dimensions_loads(
         model = real_tokenizer.model
         state = model.state_dict()
         assert set(state) == keys
-        for name in ("conv1.weight", "layers.15.fc2.weight", "layers.7.self_attn.k_proj.weight",
-                     "codebook.weight", "ema_count", "embed_positions2.weight"):
+        for name in (
+            "conv1.weight",
+            "layers.15.fc2.weight",
+            "layers.7.self_attn.k_proj.weight",
+            "codebook.weight",
+            "ema_count",
+            "embed_positions2.weight",
+        ):
             assert torch.equal(state[name], handle.get_tensor(name)), name
     assert len(model.layers) == 16 and model.config.d_model == 1280
     assert real_tokenizer.checkpoint_sha256 == checkpoint_sha256(released_dir)
     assert (released_dir / ".voxlake-sha256.json").exists()
     listing = "".join(
         f"{hashlib.sha256((released_dir / n).read_bytes()).hexdigest()}  {n}\n"
-        for n in ("config.json", "model.safetensors", "preprocessor_config.json"))
+        for n in ("config.json", "model.safetensors", "preprocessor_config.json")
+    )
     assert real_tokenizer.checkpoint_sha256 == hashlib.sha256(listing.encode()).hexdigest()
     assert not real_tokenizer.is_demo
 
@@ -183,8 +200,9 @@ def test_real_dimensions_codes_are_batch_invariant(real_tokenizer: GLM4VoiceToke
             two = model(batch, mask, return_hidden=True).hidden
             assert two is not None and torch.equal(one.hidden[0], two[0])
             # upstream's forward, transcribed literally, agrees to float rounding
-            ids, ref_valid, hidden = reference_forward(model.state_dict(), model.config,
-                                                       features[None], frame_mask[None])
+            ids, ref_valid, hidden = reference_forward(
+                model.state_dict(), model.config, features[None], frame_mask[None]
+            )
             assert torch.equal(ref_valid[0], valid[: ref_valid.shape[1]])
             torch.testing.assert_close(one.hidden[0, :15], hidden[0, :15], rtol=1e-3, atol=1e-3)
             # codes agree, except where two entries are tied to within float rounding

@@ -57,8 +57,12 @@ def corpus_audio(
     for name, folder in CORPUS_ROOTS.items():
         rows = [r for r in load_expected(name) if r["status"] == "ok"]
         segments = [
-            Segment(r["audio_path"], r["audio_member"], r["offset_s"],
-                    r["duration_s"] if r["offset_s"] or name == "wenetspeech" else None)
+            Segment(
+                r["audio_path"],
+                r["audio_member"],
+                r["offset_s"],
+                r["duration_s"] if r["offset_s"] or name == "wenetspeech" else None,
+            )
             for r in rows
         ]
         with AudioOpener(corpora / folder) as opener:
@@ -92,8 +96,12 @@ def test_fast_path_equals_the_reference_on_the_fixture_corpora(
     assert len(audio) >= 60
     keys = sorted(audio)
     fast = tokenizer.tokenize([audio[k] for k in keys])
-    reference = reference_tokenize([audio[k] for k in keys], tokenizer.extractor,
-                                   module_encoder(tokenizer.model), tokenizer.samples_per_code)
+    reference = reference_tokenize(
+        [audio[k] for k in keys],
+        tokenizer.extractor,
+        module_encoder(tokenizer.model),
+        tokenizer.samples_per_code,
+    )
     for key, ours, theirs in zip(keys, fast, reference, strict=True):
         assert ours.dtype == np.uint16
         assert len(ours) == expected_code_count(len(audio[key])), key
@@ -145,8 +153,9 @@ def test_frames_past_a_windows_last_code_change_nothing(tokenizer: GLM4VoiceToke
             assert int(valid.sum()) == 29
             assert torch.equal(out.token_valid[0, : valid.shape[0]], valid)
             assert out.hidden is not None and alone.hidden is not None
-            torch.testing.assert_close(out.hidden[0, :29], alone.hidden[0, :29],
-                                       rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(
+                out.hidden[0, :29], alone.hidden[0, :29], rtol=1e-5, atol=1e-5
+            )
             assert torch.equal(out.token_ids[0, :29], alone.token_ids[0, :29])
             if extra == 8:  # same class: the same kernels, so the same bits
                 assert torch.equal(out.hidden[0, :29], alone.hidden[0, :29])
@@ -155,9 +164,15 @@ def test_frames_past_a_windows_last_code_change_nothing(tokenizer: GLM4VoiceToke
 # --- counts and rates ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seconds, windows, codes", [
-    (4.0, 1, 50), (10.0, 1, 125), (30.0, 1, 375), (70.0, 3, 875),
-])
+@pytest.mark.parametrize(
+    "seconds, windows, codes",
+    [
+        (4.0, 1, 50),
+        (10.0, 1, 125),
+        (30.0, 1, 375),
+        (70.0, 3, 875),
+    ],
+)
 def test_code_counts_follow_the_window_rule(
     tokenizer: GLM4VoiceTokenizer, seconds: float, windows: int, codes: int
 ) -> None:
@@ -215,7 +230,13 @@ def test_batches_are_sorted_and_bounded_and_groups_hold_one_length_class() -> No
 
 def test_demo_preprocessor_is_the_released_one(tokenizer: GLM4VoiceTokenizer) -> None:
     values = json.loads((tokenizer.directory / "preprocessor_config.json").read_text())
-    assert (values["feature_size"], values["hop_length"], values["n_fft"],
-            values["sampling_rate"], values["chunk_length"], values["n_samples"],
-            values["nb_max_frames"]) == (128, 160, 400, 16000, 30, 480000, 3000)
+    assert (
+        values["feature_size"],
+        values["hop_length"],
+        values["n_fft"],
+        values["sampling_rate"],
+        values["chunk_length"],
+        values["n_samples"],
+        values["nb_max_frames"],
+    ) == (128, 160, 400, 16000, 30, 480000, 3000)
     assert tokenizer.window_samples == 480_000

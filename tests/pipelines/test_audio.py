@@ -121,10 +121,13 @@ def test_emilia_mp3_members_decode_through_the_opener(
             assert prepared.duration_s == pytest.approx(row["duration_s"], abs=CODEC_TOLERANCE_S)
 
 
-@pytest.mark.parametrize("corpus, folder", [
-    ("custom_hf_disk", "custom/hf_disk"),
-    ("custom_hf_parquet", "custom/hf_parquet"),
-])
+@pytest.mark.parametrize(
+    "corpus, folder",
+    [
+        ("custom_hf_disk", "custom/hf_disk"),
+        ("custom_hf_parquet", "custom/hf_parquet"),
+    ],
+)
 def test_hugging_face_cells_decode_through_the_opener(
     corpora: Path, load_expected: Callable[[str], list[dict]], corpus: str, folder: str
 ) -> None:
@@ -178,12 +181,15 @@ def test_wenetspeech_segments_are_sample_exact_slices_of_the_decoded_recording(
         )
 
 
-@pytest.mark.parametrize("source_rate_hz, fmt, subtype", [
-    (16000, "OGG", "OPUS"),
-    (48000, "OGG", "OPUS"),
-    (16000, "FLAC", "PCM_16"),
-    (44100, "FLAC", "PCM_16"),
-])
+@pytest.mark.parametrize(
+    "source_rate_hz, fmt, subtype",
+    [
+        (16000, "OGG", "OPUS"),
+        (48000, "OGG", "OPUS"),
+        (16000, "FLAC", "PCM_16"),
+        (44100, "FLAC", "PCM_16"),
+    ],
+)
 def test_clicks_land_on_their_sample_in_every_segment(
     source_rate_hz: int, fmt: str, subtype: str
 ) -> None:
@@ -264,12 +270,15 @@ def test_open_errors_are_reported_per_item_with_their_reason(corpora: Path) -> N
 # --- broken files --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("relative, reason", [
-    ("custom/folder/broken/truncated.flac", "truncated_audio"),
-    ("librispeech/LibriSpeech/dev-clean-2/2428/83699/2428-83699-0002.flac", "truncated_audio"),
-    ("custom/folder/broken/empty.wav", "empty_audio"),
-    ("custom/folder/broken/garbage.mp3", "unreadable_audio"),
-])
+@pytest.mark.parametrize(
+    "relative, reason",
+    [
+        ("custom/folder/broken/truncated.flac", "truncated_audio"),
+        ("librispeech/LibriSpeech/dev-clean-2/2428/83699/2428-83699-0002.flac", "truncated_audio"),
+        ("custom/folder/broken/empty.wav", "empty_audio"),
+        ("custom/folder/broken/garbage.mp3", "unreadable_audio"),
+    ],
+)
 def test_broken_files_are_rejected_with_their_reason(
     corpora: Path, relative: str, reason: str
 ) -> None:
@@ -305,8 +314,19 @@ def test_a_header_without_samples_in_a_bytes_buffer_is_empty() -> None:
 
 @needs_ffmpeg_cli
 def test_m4a_decodes_through_ffmpeg(tmp_path: Path) -> None:
-    m4a = _ffmpeg(["-f", "lavfi", "-i", "sine=frequency=1000:duration=2:sample_rate=44100",
-                   "-ac", "2", "-c:a", "aac"], tmp_path / "tone.m4a")
+    m4a = _ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=1000:duration=2:sample_rate=44100",
+            "-ac",
+            "2",
+            "-c:a",
+            "aac",
+        ],
+        tmp_path / "tone.m4a",
+    )
     decoded = decode(m4a, "tone.m4a")
     assert decoded.format == "ffmpeg/aac"
     assert (decoded.sample_rate_hz, decoded.channels) == (44100, 2)
@@ -334,8 +354,21 @@ def test_mp3_without_a_length_header_is_read_to_its_end(
 ) -> None:
     """A VBR MP3 with no Xing header: libsndfile estimates ~10 % of its length and stops
     there; voxlake hands it to FFmpeg, which reads it all, or rejects it without FFmpeg."""
-    mp3 = _ffmpeg(["-f", "lavfi", "-i", "sine=frequency=440:duration=3.3:sample_rate=22050",
-                   "-c:a", "libmp3lame", "-q:a", "4", "-write_xing", "0"], tmp_path / "vbr.mp3")
+    mp3 = _ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=3.3:sample_rate=22050",
+            "-c:a",
+            "libmp3lame",
+            "-q:a",
+            "4",
+            "-write_xing",
+            "0",
+        ],
+        tmp_path / "vbr.mp3",
+    )
     estimated = sf.info(str(mp3)).frames
     decoded = decode(mp3, "vbr.mp3")
     assert decoded.format == "ffmpeg/mp3"
@@ -403,8 +436,9 @@ def test_cut_within_the_codec_tolerance_is_shortened_beyond_it_rejected() -> Non
 
 
 def test_pcm16_rule() -> None:
-    x = np.array([0.0, 0.5, 1.0, -1.0, 2.0, -3.0, 1.5 / 32768, 2.5 / 32768, np.nan, np.inf],
-                 dtype=np.float32)
+    x = np.array(
+        [0.0, 0.5, 1.0, -1.0, 2.0, -3.0, 1.5 / 32768, 2.5 / 32768, np.nan, np.inf], dtype=np.float32
+    )
     assert pcm16(x).tolist() == [0, 16384, 32767, -32768, 32767, -32768, 2, 2, 0, 32767]
 
 

@@ -98,7 +98,7 @@ def test_run_then_query_the_lake(project_dir: Path, corpora: Path, load_expected
     assert code == 0, out
     code, out = _invoke(
         "query",
-        "SELECT count(*) AS n FROM manifest_rows",
+        "SELECT count(*) AS n FROM utterances",
         "--format",
         "json",
         "--project",
@@ -108,7 +108,7 @@ def test_run_then_query_the_lake(project_dir: Path, corpora: Path, load_expected
     assert json.loads(out) == [{"n": len(load_expected("custom_folder"))}]
     code, out = _invoke(
         "query",
-        "SELECT reject_reason FROM rejections ORDER BY 1",
+        "SELECT reject_rule FROM rejections WHERE reject_stage = 'ingest' ORDER BY 1",
         "--format",
         "csv",
         "--project",
@@ -117,7 +117,7 @@ def test_run_then_query_the_lake(project_dir: Path, corpora: Path, load_expected
     expected = sorted(
         e["reason"] for e in load_expected("custom_folder") if e["status"] == "rejected"
     )
-    assert out.splitlines() == ["reject_reason", *expected]
+    assert out.splitlines() == ["reject_rule", *expected]
 
 
 @pytest.mark.parametrize(

@@ -88,8 +88,9 @@ def make_samples(count: int, seed: int = 0) -> list[Synthetic]:
     for index, utterance_id in enumerate(ids):
         frames = int(RATE_HZ * rng.uniform(0.5, 2.5))
         t = np.arange(frames) / RATE_HZ
-        audio = (0.3 * np.sin(2 * np.pi * (200 + 40 * index) * t)
-                 + 0.05 * rng.standard_normal(frames)).astype(np.float32)
+        audio = (
+            0.3 * np.sin(2 * np.pi * (200 + 40 * index) * t) + 0.05 * rng.standard_normal(frames)
+        ).astype(np.float32)
         codes = rng.integers(0, 16384, int(frames / RATE_HZ * 12.5), dtype=np.uint16)
         meta = _meta(utterance_id, frames / RATE_HZ, len(codes), index)
         flac = encode_flac16(audio)
@@ -139,10 +140,30 @@ def test_shard_key_is_readable_when_the_id_allows() -> None:
 
 def test_shard_key_is_unique_dotless_and_deterministic() -> None:
     ids = [
-        "a/b", "a__b", "a_/b", "a/_b", "a___b", "x.y", "x_y", "x y", "x-y", "/abs/path",
-        "__abs__path", "../up", "__/up", "中文/句子", "中文/句子2", "a.b.c", "a_b_c",
-        "utt-deadbeef", "utt-deadbeef-" + hashlib.sha1(b"utt-deadbeef").hexdigest()[:8],
-        "clip.flac", "clip_flac", "e\u0301", "é", LONG_ID,
+        "a/b",
+        "a__b",
+        "a_/b",
+        "a/_b",
+        "a___b",
+        "x.y",
+        "x_y",
+        "x y",
+        "x-y",
+        "/abs/path",
+        "__abs__path",
+        "../up",
+        "__/up",
+        "中文/句子",
+        "中文/句子2",
+        "a.b.c",
+        "a_b_c",
+        "utt-deadbeef",
+        "utt-deadbeef-" + hashlib.sha1(b"utt-deadbeef").hexdigest()[:8],
+        "clip.flac",
+        "clip_flac",
+        "e\u0301",
+        "é",
+        LONG_ID,
     ]
     keys = [shard_key(utterance_id) for utterance_id in ids]
     assert len(set(keys)) == len(ids)
@@ -207,16 +228,23 @@ def test_datasets_with_our_features_accepts_a_field_null_in_the_first_samples(tm
     ordered = sorted((s.sample for s in synthetic), key=lambda s: s.key)
     late = [
         dataclasses.replace(s, meta=s.meta.model_copy(update={"speaker": f"spk-{i}"}))
-        if i >= 6 else s
+        if i >= 6
+        else s
         for i, s in enumerate(ordered)
     ]
     out_dir, _ = _write(late, tmp_path / "lake", ShardLimits())
     loaded = datasets.load_dataset(
-        "webdataset", data_files=[str(p) for p in _shard_paths(out_dir)], split="train",
-        cache_dir=str(tmp_path / "hf"), features=hf_features(),
+        "webdataset",
+        data_files=[str(p) for p in _shard_paths(out_dir)],
+        split="train",
+        cache_dir=str(tmp_path / "hf"),
+        features=hf_features(),
     )
-    assert [record["json"]["speaker"] for record in loaded] == [None] * 6 + ["spk-6", "spk-7",
-                                                                           "spk-8"]
+    assert [record["json"]["speaker"] for record in loaded] == [None] * 6 + [
+        "spk-6",
+        "spk-7",
+        "spk-8",
+    ]
     assert loaded[8]["codes.npy"] == late[8].codes.tolist()
 
 
@@ -242,15 +270,22 @@ def test_members_are_consecutive_with_fixed_metadata(tmp_path, synthetic) -> Non
                 names.append(info.name)
                 assert info.isreg()
                 assert (info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode) == (
-                    0, 0, 0, "", "", 0o644)
+                    0,
+                    0,
+                    0,
+                    "",
+                    "",
+                    0o644,
+                )
     keys = sorted(s.sample.key for s in synthetic)
     assert names == [f"{key}.{ext}" for key in keys for ext in ("flac", "codes.npy", "json")]
     assert any(len(name) > 100 for name in names)  # the long id went through a PAX header
 
 
 def test_sample_bound_gives_known_shard_sizes(tmp_path, synthetic) -> None:
-    out_dir, rows = _write([s.sample for s in synthetic], tmp_path,
-                           ShardLimits(max_bytes=1 << 30, max_samples=5))
+    out_dir, rows = _write(
+        [s.sample for s in synthetic], tmp_path, ShardLimits(max_bytes=1 << 30, max_samples=5)
+    )
     counts = [sum(r.shard.endswith(p.name) for r in rows) for p in _shard_paths(out_dir)]
     assert counts == [5, 5, 4]
 
@@ -270,8 +305,11 @@ def test_byte_bound_is_respected_and_shards_are_filled(tmp_path, synthetic) -> N
     # samples plus the next shard's first sample alone must exceed the bound.
     for this, following in itertools.pairwise(paths):
         keys = {r.key for r in per_shard[this.name]} | {per_shard[following.name][0].key}
-        trial_dir, _ = _write([s for s in samples if s.key in keys],
-                              tmp_path / f"trial-{this.stem}", ShardLimits(max_bytes=1 << 30))
+        trial_dir, _ = _write(
+            [s for s in samples if s.key in keys],
+            tmp_path / f"trial-{this.stem}",
+            ShardLimits(max_bytes=1 << 30),
+        )
         assert _shard_paths(trial_dir)[0].stat().st_size > limits.max_bytes
 
 
@@ -304,7 +342,9 @@ def test_index_offsets_point_at_the_tar_member_data(tmp_path, synthetic) -> None
             for member, ext in (("flac", "flac"), ("codes", "codes.npy"), ("json", "json")):
                 info = tar.getmember(f"{row.key}.{ext}")
                 assert (info.offset_data, info.size) == (
-                    getattr(row, f"{member}_offset"), getattr(row, f"{member}_size"))
+                    getattr(row, f"{member}_offset"),
+                    getattr(row, f"{member}_size"),
+                )
                 assert read_member(lake_root, row, member) == tar.extractfile(info).read()
     by_key = {s.sample.key: s.sample for s in synthetic}
     row = next(r for r in rows if r.utterance_id == LONG_ID)
@@ -318,10 +358,12 @@ def test_read_members_equals_read_member_row_by_row(tmp_path, synthetic) -> None
     _, rows = _write([s.sample for s in synthetic], lake_root, SMALL)
     for member in ("flac", "codes", "json"):
         assert list(read_members(lake_root, rows, member)) == [
-            read_member(lake_root, row, member) for row in rows]
+            read_member(lake_root, row, member) for row in rows
+        ]
     shuffled = [rows[i] for i in (5, 0, 9, 5, 13)]  # any order, shards revisited
     assert list(read_members(lake_root, shuffled, "json")) == [
-        read_member(lake_root, row, "json") for row in shuffled]
+        read_member(lake_root, row, "json") for row in shuffled
+    ]
     with pytest.raises(ValueError, match="member"):
         read_member(lake_root, rows[0], "codes.npy")
     truncated = rows[-1].model_copy(update={"json_offset": rows[-1].shard_bytes - 10})
@@ -347,8 +389,11 @@ def test_decode_codes_falls_back_to_numpy_and_checks_the_type() -> None:
 
     big_endian = np.arange(300, dtype=">u2")
     np.testing.assert_array_equal(decode_codes(npy(big_endian)), np.arange(300))
-    for wrong in (np.zeros((2, 3), dtype=np.uint16), np.zeros(4, dtype=np.int16),
-                  np.zeros(4, dtype=np.uint32)):
+    for wrong in (
+        np.zeros((2, 3), dtype=np.uint16),
+        np.zeros(4, dtype=np.int16),
+        np.zeros(4, dtype=np.uint32),
+    ):
         with pytest.raises(ShardFormatError):
             decode_codes(npy(wrong))
     truncated = encode_codes(np.arange(10, dtype=np.uint16))[:-2]
@@ -365,8 +410,9 @@ def test_identical_inputs_give_identical_bytes(tmp_path, synthetic) -> None:
     out_a, rows_a = _write(samples, tmp_path / "a", SMALL)
     out_b, rows_b = _write(iter(shuffled), tmp_path / "b", SMALL)
     files_a, files_b = _files(out_a), _files(out_b)
-    assert sorted(files_a) == ["index.parquet"] + [f"shard-{i:06d}.tar" for i in
-                                                   range(len(files_a) - 1)]
+    assert sorted(files_a) == ["index.parquet"] + [
+        f"shard-{i:06d}.tar" for i in range(len(files_a) - 1)
+    ]
     assert files_a == files_b
     assert rows_a == rows_b
 
@@ -411,8 +457,14 @@ def test_bad_samples_are_refused(tmp_path, synthetic) -> None:
     with pytest.raises(ShardFormatError, match="duplicate key"):
         _write([good, good], tmp_path / "dup", SMALL)
     with pytest.raises(ValueError, match="outside the lake root"):
-        write_shards([good], tmp_path / "x", SMALL, source=SOURCE, unit=UNIT,
-                     lake_root=tmp_path / "elsewhere")
+        write_shards(
+            [good],
+            tmp_path / "x",
+            SMALL,
+            source=SOURCE,
+            unit=UNIT,
+            lake_root=tmp_path / "elsewhere",
+        )
 
 
 @pytest.mark.parametrize("name", ["../evil.flac", "/abs/evil.flac", "a/../../evil.flac"])
@@ -472,10 +524,19 @@ def _write_then_kill(tmp_path: Path, samples, lake_root: Path, limits, hang_afte
     """Run the writer in a subprocess and SIGKILL it once it has added `hang_after` members."""
     out_dir = lake_root / "shards" / SOURCE / UNIT
     job = tmp_path / "job.pickle"
-    job.write_bytes(pickle.dumps({
-        "samples": samples, "out_dir": out_dir, "limits": limits, "source": SOURCE,
-        "unit": UNIT, "lake_root": lake_root, "hang_after": hang_after,
-    }))
+    job.write_bytes(
+        pickle.dumps(
+            {
+                "samples": samples,
+                "out_dir": out_dir,
+                "limits": limits,
+                "source": SOURCE,
+                "unit": UNIT,
+                "lake_root": lake_root,
+                "hang_after": hang_after,
+            }
+        )
+    )
     script = tmp_path / "killed_writer.py"
     script.write_text(_KILLED_WRITER, encoding="utf-8")
     marker = tmp_path / "hanging"
@@ -508,8 +569,7 @@ def test_a_killed_writer_leaves_only_complete_shards_and_no_index(
     out_dir = lake_root / "shards" / SOURCE / UNIT
     old: dict[str, bytes] = {}
     if earlier_run:  # a complete earlier run with other samples and more shards
-        _write([s.sample for s in make_samples(20, seed=9)], lake_root,
-               ShardLimits(max_samples=2))
+        _write([s.sample for s in make_samples(20, seed=9)], lake_root, ShardLimits(max_samples=2))
         old = _files(out_dir)
         assert len(old) == 11
 

@@ -22,8 +22,9 @@ from schemas.sources import AudioFolderOptions
 HEADER_DURATION_TOLERANCE_S = {".mp3": 0.03, ".opus": 0.03}
 
 
-def ingest(tmp_path: Path, path: Path, options: dict[str, Any] | None = None
-           ) -> dict[str, ManifestRecord]:
+def ingest(
+    tmp_path: Path, path: Path, options: dict[str, Any] | None = None
+) -> dict[str, ManifestRecord]:
     """Inventory + manifest of one source, as the pipeline runs them; rows by native id."""
     source = SourceConfig(name="src", kind="audio_folder", path=str(path), options=options or {})
     lake = Lake(tmp_path / "lake")
@@ -41,10 +42,16 @@ def assert_matches_expected(records: dict[str, ManifestRecord], expected_file: P
     for row in expected:
         record = records[row["native_id"]]
         got = {
-            "status": record.status, "reason": record.reject_reason, "text": record.text,
-            "speaker": record.speaker, "language": record.language, "split": record.split,
-            "subsets": record.subsets, "audio_path": record.audio_path,
-            "audio_member": record.audio_member, "sample_rate_hz": record.declared_sample_rate_hz,
+            "status": record.status,
+            "reason": record.reject_reason,
+            "text": record.text,
+            "speaker": record.speaker,
+            "language": record.language,
+            "split": record.split,
+            "subsets": record.subsets,
+            "audio_path": record.audio_path,
+            "audio_member": record.audio_member,
+            "sample_rate_hz": record.declared_sample_rate_hz,
         }
         assert got == {k: row[k] for k in got}, row["native_id"]
         assert record.offset_s == pytest.approx(row["offset_s"], abs=1e-9), row["native_id"]
@@ -68,44 +75,65 @@ def _text(path: Path, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def folder_records(tmp_path_factory: pytest.TempPathFactory, corpora: Path
-                   ) -> dict[str, ManifestRecord]:
+def folder_records(
+    tmp_path_factory: pytest.TempPathFactory, corpora: Path
+) -> dict[str, ManifestRecord]:
     return ingest(tmp_path_factory.mktemp("folder"), corpora / "custom" / "folder")
 
 
-def test_folder_corpus_matches_expected(folder_records: dict[str, ManifestRecord],
-                                        corpora: Path) -> None:
+def test_folder_corpus_matches_expected(
+    folder_records: dict[str, ManifestRecord], corpora: Path
+) -> None:
     assert_matches_expected(folder_records, corpora / "expected" / "custom_folder.jsonl")
 
 
 def test_folder_corpus_literal_facts(folder_records: dict[str, ManifestRecord]) -> None:
     a2 = folder_records["speaker_a/a2"]  # transcript in a .lab file
     assert (a2.status, a2.text, a2.speaker) == (
-        "ok", "The second file keeps its words in a lab file.", "speaker_a")
+        "ok",
+        "The second file keeps its words in a lab file.",
+        "speaker_a",
+    )
     assert (a2.audio_path, a2.declared_sample_rate_hz) == ("speaker_a/a2.flac", 44100)
     b1 = folder_records["speaker_b/b1"]  # sidecar padded with spaces: stripped
     assert b1.text == "An mp3 file recorded at twenty two kilohertz."
     assert json.loads(b1.extra) == {"transcript_path": "speaker_b/b1.txt"}
     c1 = folder_records["speaker_c/c1"]  # no transcript: fine by default
-    assert (c1.status, c1.text, c1.speaker, c1.declared_sample_rate_hz) == ("ok", None,
-                                                                           "speaker_c", 8000)
+    assert (c1.status, c1.text, c1.speaker, c1.declared_sample_rate_hz) == (
+        "ok",
+        None,
+        "speaker_c",
+        8000,
+    )
     assert folder_records["broken/nan"].status == "ok"  # NaN samples are a later check
     for stem in ("noisy", "clipped", "short", "mostly_silent", "misaligned"):
         assert folder_records[f"quality/{stem}"].status == "ok", stem  # quality step's job
     orphan = folder_records["broken/orphan"]
     assert (orphan.reject_reason, orphan.audio_path, orphan.text) == (
-        "missing_audio", None, "A transcript whose audio never existed.")
+        "missing_audio",
+        None,
+        "A transcript whose audio never existed.",
+    )
     latin1 = folder_records["broken/latin1"]
     assert (latin1.reject_reason, latin1.audio_path, latin1.text) == (
-        "invalid_text_encoding", "broken/latin1.wav", None)
+        "invalid_text_encoding",
+        "broken/latin1.wav",
+        None,
+    )
     escape = folder_records["links/escape"]
     assert (escape.reject_reason, escape.audio_path, escape.speaker) == (
-        "path_escape", "links/escape.wav", "links")
+        "path_escape",
+        "links/escape.wav",
+        "links",
+    )
     reasons = {k: r.reject_reason for k, r in folder_records.items() if r.status == "rejected"}
     assert reasons == {
-        "broken/empty": "empty_audio", "broken/garbage": "unreadable_audio",
-        "broken/latin1": "invalid_text_encoding", "broken/orphan": "missing_audio",
-        "broken/truncated": "truncated_audio", "links/escape": "path_escape",
+        "broken/empty": "empty_audio",
+        "broken/garbage": "unreadable_audio",
+        "broken/latin1": "invalid_text_encoding",
+        "broken/orphan": "missing_audio",
+        "broken/truncated": "truncated_audio",
+        "links/escape": "path_escape",
     }
 
 
@@ -118,16 +146,26 @@ def test_require_text_rejects_audio_without_transcript(tmp_path: Path, corpora: 
 
 def test_groups_are_top_level_folders_in_sorted_order(corpora: Path) -> None:
     groups = list(audio_folder.inventory(corpora / "custom" / "folder", AudioFolderOptions()))
-    assert [g.prefix for g in groups] == ["broken", "links", "quality", "speaker_a",
-                                          "speaker_b", "speaker_c"]
-    assert [i.native_id for i in groups[4].items] == ["speaker_b/b1", "speaker_b/b2",
-                                                       "speaker_b/b3"]
+    assert [g.prefix for g in groups] == [
+        "broken",
+        "links",
+        "quality",
+        "speaker_a",
+        "speaker_b",
+        "speaker_c",
+    ]
+    assert [i.native_id for i in groups[4].items] == [
+        "speaker_b/b1",
+        "speaker_b/b2",
+        "speaker_b/b3",
+    ]
     assert all(i.language is None and i.split is None for g in groups for i in g.items)
 
 
 def test_language_option_is_lower_cased(corpora: Path) -> None:
-    groups = audio_folder.inventory(corpora / "custom" / "folder",
-                                    AudioFolderOptions(language="EN"))
+    groups = audio_folder.inventory(
+        corpora / "custom" / "folder", AudioFolderOptions(language="EN")
+    )
     assert {i.language for g in groups for i in g.items} == {"en"}
 
 
@@ -145,14 +183,20 @@ def test_walk_rules_on_a_small_tree(tmp_path: Path) -> None:
 
     groups = list(audio_folder.inventory(root, AudioFolderOptions()))
     assert [(g.prefix, [i.native_id for i in g.items]) for g in groups] == [
-        ("root", ["top"]), ("spk", ["spk/deep/x"])]
+        ("root", ["top"]),
+        ("spk", ["spk/deep/x"]),
+    ]
     top, x = groups[0].items[0], groups[1].items[0]
     assert (top.speaker, top.audio_path, top.text) == (None, "top.wav", None)
     assert (x.speaker, x.audio_path, x.text) == ("spk", "spk/deep/x.WAV", "from txt")
 
     lab_first = AudioFolderOptions(transcript_extensions=["lab", "txt"])
-    x = next(i for g in audio_folder.inventory(root, lab_first) for i in g.items
-             if i.native_id == "spk/deep/x")
+    x = next(
+        i
+        for g in audio_folder.inventory(root, lab_first)
+        for i in g.items
+        if i.native_id == "spk/deep/x"
+    )
     assert x.text == "from lab"
 
 
@@ -172,7 +216,10 @@ def test_large_folders_are_split_into_groups_of_one_prefix(
         _text(tmp_path / "spk" / f"{name}.txt", name)  # orphans: no audio needed
     groups = list(audio_folder.inventory(tmp_path, AudioFolderOptions()))
     assert [(g.prefix, [i.native_id for i in g.items]) for g in groups] == [
-        ("spk", ["spk/a", "spk/b"]), ("spk", ["spk/c", "spk/d"]), ("spk", ["spk/e"])]
+        ("spk", ["spk/a", "spk/b"]),
+        ("spk", ["spk/c", "spk/d"]),
+        ("spk", ["spk/e"]),
+    ]
 
 
 def test_a_transcript_linked_from_outside_is_not_read(tmp_path: Path) -> None:

@@ -56,10 +56,19 @@ def test_every_input_matches_the_expected_outcome(
         record = records[row["native_id"]]
         where = row["native_id"]
         assert (record.status, record.reject_reason) == (row["status"], row["reason"]), (
-            where, record.reject_message
+            where,
+            record.reject_message,
         )
-        for key in ("text", "speaker", "language", "split", "subsets", "audio_path",
-                    "audio_member", "offset_s"):
+        for key in (
+            "text",
+            "speaker",
+            "language",
+            "split",
+            "subsets",
+            "audio_path",
+            "audio_member",
+            "offset_s",
+        ):
             assert getattr(record, key) == row[key], (where, key)
         if row["duration_s"] is None:
             assert record.duration_s is None, where
@@ -150,17 +159,28 @@ def _tar(path: Path, members: list[tuple[str, bytes]]) -> None:
 
 def test_members_are_paired_by_key_in_any_order(tmp_path: Path) -> None:
     def record(key: str) -> bytes:
-        return json.dumps({"id": key, "text": f" {key} text", "duration": 3.0,
-                           "speaker": key[:4], "language": "EN", "dnsmos": 3.1}).encode()
+        return json.dumps(
+            {
+                "id": key,
+                "text": f" {key} text",
+                "duration": 3.0,
+                "speaker": key[:4],
+                "language": "EN",
+                "dnsmos": 3.1,
+            }
+        ).encode()
 
-    _tar(tmp_path / "Emilia" / "EN" / "EN-B000001.tar", [
-        ("AAAA_W1.json", record("AAAA_W1")),
-        ("BBBB_W2.mp3", b"not decoded here"),
-        ("AAAA_W1.mp3", b"not decoded here"),
-        ("sub/CCCC_W3.mp3", b"x"),
-        ("BBBB_W2.json", record("BBBB_W2")),
-        ("sub/CCCC_W3.json", record("CCCC_W3")),
-    ])
+    _tar(
+        tmp_path / "Emilia" / "EN" / "EN-B000001.tar",
+        [
+            ("AAAA_W1.json", record("AAAA_W1")),
+            ("BBBB_W2.mp3", b"not decoded here"),
+            ("AAAA_W1.mp3", b"not decoded here"),
+            ("sub/CCCC_W3.mp3", b"x"),
+            ("BBBB_W2.json", record("BBBB_W2")),
+            ("sub/CCCC_W3.json", record("CCCC_W3")),
+        ],
+    )
     (group,) = emilia.inventory(tmp_path, EmiliaOptions())
     assert group.prefix == "Emilia-EN"
     items = {i.native_id: i for i in group.items}

@@ -26,8 +26,9 @@ from schemas.sources import HFDatasetOptions
 AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 
-def ingest(tmp_path: Path, path: Path, options: dict[str, Any] | None = None
-           ) -> dict[str, ManifestRecord]:
+def ingest(
+    tmp_path: Path, path: Path, options: dict[str, Any] | None = None
+) -> dict[str, ManifestRecord]:
     """Inventory + manifest of one source, as the pipeline runs them; rows by native id."""
     source = SourceConfig(name="src", kind="hf_dataset", path=str(path), options=options or {})
     lake = Lake(tmp_path / "lake")
@@ -45,10 +46,16 @@ def assert_matches_expected(records: dict[str, ManifestRecord], expected_file: P
     for row in expected:
         record = records[row["native_id"]]
         got = {
-            "status": record.status, "reason": record.reject_reason, "text": record.text,
-            "speaker": record.speaker, "language": record.language, "split": record.split,
-            "subsets": record.subsets, "audio_path": record.audio_path,
-            "audio_member": record.audio_member, "sample_rate_hz": record.declared_sample_rate_hz,
+            "status": record.status,
+            "reason": record.reject_reason,
+            "text": record.text,
+            "speaker": record.speaker,
+            "language": record.language,
+            "split": record.split,
+            "subsets": record.subsets,
+            "audio_path": record.audio_path,
+            "audio_member": record.audio_member,
+            "sample_rate_hz": record.declared_sample_rate_hz,
         }
         assert got == {k: row[k] for k in got}, row["native_id"]
         assert record.offset_s == pytest.approx(row["offset_s"], abs=1e-9), row["native_id"]
@@ -76,24 +83,28 @@ def _write_arrow_stream(path: Path, table: pa.Table) -> None:
 
 
 @pytest.fixture(scope="module")
-def disk_records(tmp_path_factory: pytest.TempPathFactory, corpora: Path
-                 ) -> dict[str, ManifestRecord]:
+def disk_records(
+    tmp_path_factory: pytest.TempPathFactory, corpora: Path
+) -> dict[str, ManifestRecord]:
     return ingest(tmp_path_factory.mktemp("disk"), corpora / "custom" / "hf_disk")
 
 
 @pytest.fixture(scope="module")
-def parquet_records(tmp_path_factory: pytest.TempPathFactory, corpora: Path
-                    ) -> dict[str, ManifestRecord]:
+def parquet_records(
+    tmp_path_factory: pytest.TempPathFactory, corpora: Path
+) -> dict[str, ManifestRecord]:
     return ingest(tmp_path_factory.mktemp("parquet"), corpora / "custom" / "hf_parquet")
 
 
-def test_save_to_disk_matches_expected(disk_records: dict[str, ManifestRecord],
-                                       corpora: Path) -> None:
+def test_save_to_disk_matches_expected(
+    disk_records: dict[str, ManifestRecord], corpora: Path
+) -> None:
     assert_matches_expected(disk_records, corpora / "expected" / "custom_hf_disk.jsonl")
 
 
-def test_parquet_folder_matches_expected(parquet_records: dict[str, ManifestRecord],
-                                         corpora: Path) -> None:
+def test_parquet_folder_matches_expected(
+    parquet_records: dict[str, ManifestRecord], corpora: Path
+) -> None:
     assert_matches_expected(parquet_records, corpora / "expected" / "custom_hf_parquet.jsonl")
 
 
@@ -105,24 +116,36 @@ def test_parquet_file_path_matches_expected(tmp_path: Path, corpora: Path) -> No
 def test_save_to_disk_literal_facts(disk_records: dict[str, ManifestRecord]) -> None:
     row = disk_records["train/utt-0003"]
     assert (row.status, row.text, row.speaker, row.split) == (
-        "ok", "Arrow files hold the rows.", "spk_02", "train")
+        "ok",
+        "Arrow files hold the rows.",
+        "spk_02",
+        "train",
+    )
     assert row.audio_path.startswith("train/data-0000") and row.audio_path.endswith(".arrow")
     assert row.audio_member.startswith("audio@")
     assert json.loads(row.extra) == {"audio_file": "utt-0003.wav"}
     garbage = disk_records["test/utt-0101"]
     assert (garbage.reject_reason, garbage.audio_path) == (
-        "unreadable_audio", "test/data-00000-of-00001.arrow")
+        "unreadable_audio",
+        "test/data-00000-of-00001.arrow",
+    )
     assert {r.split for r in disk_records.values()} == {"train", "test"}
 
 
 def test_parquet_literal_facts(parquet_records: dict[str, ManifestRecord]) -> None:
     row = parquet_records["84-121123-0000"]
     assert (row.status, row.text, row.speaker, row.split) == (
-        "ok", "THE HOUSE STOOD AT THE END OF THE LANE", "84", "train")
+        "ok",
+        "THE HOUSE STOOD AT THE END OF THE LANE",
+        "84",
+        "train",
+    )
     assert (row.audio_path, row.audio_member) == ("train-00000-of-00001.parquet", "audio@0")
-    assert json.loads(row.extra) == {"chapter_id": 121123,
-                                     "file": "dev-clean/84/121123/84-121123-0000.flac",
-                                     "audio_file": "84-121123-0000.flac"}
+    assert json.loads(row.extra) == {
+        "chapter_id": 121123,
+        "file": "dev-clean/84/121123/84-121123-0000.flac",
+        "audio_file": "84-121123-0000.flac",
+    }
     missing = parquet_records["174-50561-0001"]
     assert (missing.reject_reason, missing.audio_member) == ("missing_audio", "audio@3")
 
@@ -158,20 +181,38 @@ def test_planning_never_reads_parquet_audio_bytes(
 
 
 def test_null_bytes_and_missing_ids(tmp_path: Path) -> None:
-    audio = pa.array([{"bytes": _wav(), "path": "a.wav"}, {"bytes": None, "path": "b.wav"},
-                      {"bytes": b"", "path": None}, None], type=AUDIO_TYPE)
-    table = pa.table({"audio": audio, "sentence": ["one", "two", "three", "four"],
-                      "language": ["EN", None, "fr", None],
-                      "embedding": [[0.5, 1.0]] * 4, "age": [30, None, 41, 52]})
+    audio = pa.array(
+        [
+            {"bytes": _wav(), "path": "a.wav"},
+            {"bytes": None, "path": "b.wav"},
+            {"bytes": b"", "path": None},
+            None,
+        ],
+        type=AUDIO_TYPE,
+    )
+    table = pa.table(
+        {
+            "audio": audio,
+            "sentence": ["one", "two", "three", "four"],
+            "language": ["EN", None, "fr", None],
+            "embedding": [[0.5, 1.0]] * 4,
+            "age": [30, None, 41, 52],
+        }
+    )
     _write_arrow_stream(tmp_path / "ds" / "data-00000-of-00001.arrow", table)
-    (tmp_path / "ds" / "state.json").write_text(json.dumps(
-        {"_data_files": [{"filename": "data-00000-of-00001.arrow"}], "_split": None}))
+    (tmp_path / "ds" / "state.json").write_text(
+        json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}], "_split": None})
+    )
     (tmp_path / "pq").mkdir()
     pq.write_table(table, tmp_path / "pq" / "validation-00000-of-00001.parquet")
 
     arrow = ingest(tmp_path / "a", tmp_path / "ds", {"text_column": "sentence", "language": "de"})
     assert {k: r.reject_reason for k, r in arrow.items()} == {
-        "0": None, "1": "missing_audio", "2": "missing_audio", "3": "missing_audio"}
+        "0": None,
+        "1": "missing_audio",
+        "2": "missing_audio",
+        "3": "missing_audio",
+    }
     assert (arrow["0"].text, arrow["0"].language, arrow["1"].language) == ("one", "en", "de")
     assert arrow["0"].split is None
     assert json.loads(arrow["0"].extra) == {"audio_file": "a.wav", "age": 30}  # no list column
@@ -179,8 +220,11 @@ def test_null_bytes_and_missing_ids(tmp_path: Path) -> None:
     # Parquet planning leaves the bytes unread: a null `bytes` leaf is caught by check_item.
     parquet = ingest(tmp_path / "p", tmp_path / "pq")
     assert {k: r.reject_reason for k, r in parquet.items()} == {
-        "validation/0": None, "validation/1": "missing_audio", "validation/2": "missing_audio",
-        "validation/3": "missing_audio"}
+        "validation/0": None,
+        "validation/1": "missing_audio",
+        "validation/2": "missing_audio",
+        "validation/3": "missing_audio",
+    }
     assert parquet["validation/0"].split == "validation"
     assert parquet["validation/0"].duration_s == pytest.approx(0.5)
 

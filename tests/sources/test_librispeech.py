@@ -52,10 +52,19 @@ def test_every_input_matches_the_expected_outcome(
         record = records[row["native_id"]]
         where = row["native_id"]
         assert (record.status, record.reject_reason) == (row["status"], row["reason"]), (
-            where, record.reject_message
+            where,
+            record.reject_message,
         )
-        for key in ("text", "speaker", "language", "split", "subsets", "audio_path",
-                    "audio_member", "offset_s"):
+        for key in (
+            "text",
+            "speaker",
+            "language",
+            "split",
+            "subsets",
+            "audio_path",
+            "audio_member",
+            "offset_s",
+        ):
             assert getattr(record, key) == row[key], (where, key)
         if row["duration_s"] is None:
             assert record.duration_s is None, where
@@ -122,25 +131,31 @@ def test_a_chapter_stays_in_one_unit_named_by_its_split(corpora: Path, tmp_path:
     plans, _ = _ingest(root, tmp_path, UnitLimits(max_utterances=1))
     lake = Lake(tmp_path / "lake")
     chapters_by_unit = {
-        plan.unit: {(i.split, i.extra["chapter"]) for i in
-                    read_unit_items(lake.inventory_items("libri", plan.unit))}
+        plan.unit: {
+            (i.split, i.extra["chapter"])
+            for i in read_unit_items(lake.inventory_items("libri", plan.unit))
+        }
         for plan in plans
     }
     # Five chapters, each one unit of its own despite the one-utterance limit.
     assert len(plans) == 5
     assert all(len(chapters) == 1 for chapters in chapters_by_unit.values())
     assert sorted(chapters_by_unit) == [
-        "libri.dev-clean-2.00000", "libri.dev-clean-2.00001", "libri.dev-clean-2.00002",
-        "libri.train-clean-5.00000", "libri.train-clean-5.00001",
+        "libri.dev-clean-2.00000",
+        "libri.dev-clean-2.00001",
+        "libri.dev-clean-2.00002",
+        "libri.train-clean-5.00000",
+        "libri.train-clean-5.00001",
     ]
     for unit, chapters in chapters_by_unit.items():
-        (split, _), = chapters
+        ((split, _),) = chapters
         assert unit.split(".")[1] == split
 
 
 def test_splits_option_reads_only_those_splits(corpora: Path, tmp_path: Path) -> None:
-    _, records = _ingest(corpora / "librispeech" / "LibriSpeech", tmp_path,
-                         splits=["train-clean-5"])
+    _, records = _ingest(
+        corpora / "librispeech" / "LibriSpeech", tmp_path, splits=["train-clean-5"]
+    )
     assert {r.split for r in records.values()} == {"train-clean-5"}
     assert "103-1240-0000" in records and "1272-128104-0000" not in records
 
@@ -154,6 +169,10 @@ def test_pipe_table_keeps_a_name_that_contains_pipes(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     table = read_pipe_table(speakers, SPEAKER_COLUMNS)
-    assert table["14"] == {"sex": "F", "subset": "train-clean-360", "minutes": "25.03",
-                           "name": "Kristin LeMoine"}
+    assert table["14"] == {
+        "sex": "F",
+        "subset": "train-clean-360",
+        "minutes": "25.03",
+        "name": "Kristin LeMoine",
+    }
     assert table["60"]["name"] == "|CBW|Simon"

@@ -19,8 +19,9 @@ from schemas import ManifestRecord, SourceConfig, UnitLimits
 from schemas.sources import TableOptions
 
 
-def ingest(tmp_path: Path, path: Path, options: dict[str, Any] | None = None
-           ) -> dict[str, ManifestRecord]:
+def ingest(
+    tmp_path: Path, path: Path, options: dict[str, Any] | None = None
+) -> dict[str, ManifestRecord]:
     """Inventory + manifest of one source, as the pipeline runs them; rows by native id."""
     source = SourceConfig(name="src", kind="table", path=str(path), options=options or {})
     lake = Lake(tmp_path / "lake")
@@ -38,10 +39,16 @@ def assert_matches_expected(records: dict[str, ManifestRecord], expected_file: P
     for row in expected:
         record = records[row["native_id"]]
         got = {
-            "status": record.status, "reason": record.reject_reason, "text": record.text,
-            "speaker": record.speaker, "language": record.language, "split": record.split,
-            "subsets": record.subsets, "audio_path": record.audio_path,
-            "audio_member": record.audio_member, "sample_rate_hz": record.declared_sample_rate_hz,
+            "status": record.status,
+            "reason": record.reject_reason,
+            "text": record.text,
+            "speaker": record.speaker,
+            "language": record.language,
+            "split": record.split,
+            "subsets": record.subsets,
+            "audio_path": record.audio_path,
+            "audio_member": record.audio_member,
+            "sample_rate_hz": record.declared_sample_rate_hz,
         }
         assert got == {k: row[k] for k in got}, row["native_id"]
         assert record.offset_s == pytest.approx(row["offset_s"], abs=1e-9), row["native_id"]
@@ -63,13 +70,15 @@ def _items(path: Path, **options: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def csv_records(tmp_path_factory: pytest.TempPathFactory, corpora: Path
-                ) -> dict[str, ManifestRecord]:
+def csv_records(
+    tmp_path_factory: pytest.TempPathFactory, corpora: Path
+) -> dict[str, ManifestRecord]:
     return ingest(tmp_path_factory.mktemp("csv"), corpora / "custom" / "table" / "manifest.csv")
 
 
-def test_csv_manifest_matches_expected(csv_records: dict[str, ManifestRecord],
-                                       corpora: Path) -> None:
+def test_csv_manifest_matches_expected(
+    csv_records: dict[str, ManifestRecord], corpora: Path
+) -> None:
     assert_matches_expected(csv_records, corpora / "expected" / "custom_table.jsonl")
 
 
@@ -83,7 +92,11 @@ def test_jsonl_manifest_matches_expected(tmp_path: Path, corpora: Path) -> None:
 def test_csv_literal_facts(csv_records: dict[str, ManifestRecord]) -> None:
     first = csv_records["L2"]  # the header is line 1
     assert (first.text, first.speaker, first.language, first.audio_path) == (
-        "Good morning from the table.", "tom", "en", "audio/t1.wav")
+        "Good morning from the table.",
+        "tom",
+        "en",
+        "audio/t1.wav",
+    )
     assert csv_records["L3"].text == "Yes, the second row has a comma."  # quoted field
     assert csv_records["L4"].text == "Spaces around this text are stripped."
     assert (csv_records["L5"].language, csv_records["L5"].text) == ("zh", "表格里的中文句子")
@@ -92,8 +105,12 @@ def test_csv_literal_facts(csv_records: dict[str, ManifestRecord]) -> None:
     assert cut.declared_sample_rate_hz == 16000
     assert json.loads(cut.extra) == {"line": 7}
     reasons = {k: r.reject_reason for k, r in csv_records.items() if r.status == "rejected"}
-    assert reasons == {"L8": "path_escape", "L9": "path_escape", "L10": "missing_audio",
-                       "L11": "invalid_timing"}
+    assert reasons == {
+        "L8": "path_escape",
+        "L9": "path_escape",
+        "L10": "missing_audio",
+        "L11": "invalid_timing",
+    }
     assert (csv_records["L9"].audio_path, csv_records["L9"].speaker) == ("/etc/hostname", None)
     assert (csv_records["L11"].offset_s, csv_records["L11"].duration_s) == (6.0, None)
 
@@ -106,20 +123,27 @@ def test_broken_csv_rows_are_rejected_per_line(tmp_path: Path) -> None:
         b"a.wav,fine,,\n"  # L2
         b"a.wav,too,many,fields,here\n"  # L3
         b"\n"  # L4 blank: skipped, still counted
-        b"a.wav,\"two\nlines\",0.5,\n"  # L5-L6: starts on line 5, cut to the end of the file
+        b'a.wav,"two\nlines",0.5,\n'  # L5-L6: starts on line 5, cut to the end of the file
         b"a.wav,caf\xe9,,\n"  # L7: latin-1 byte
         b"a.wav,soon,abc,1\n"  # L8: start is not a number
         b"a.wav,nan,nan,1\n"  # L9: non-finite start
         b"a.wav,neg,-1,1\n"  # L10: negative start
         b",no path,,\n"  # L11
-        b"a.wav,\"bad\"quote,,\n"  # L12: a quote in the middle of a quoted field
+        b'a.wav,"bad"quote,,\n'  # L12: a quote in the middle of a quoted field
         b"a.wav,only end,,1.5\n"  # L13: cut from 0 to 1.5 s
     )
     records = ingest(tmp_path, manifest)
     assert {k: r.reject_reason for k, r in records.items()} == {
-        "L2": None, "L3": "malformed_record", "L5": None, "L7": "invalid_text_encoding",
-        "L8": "invalid_timing", "L9": "invalid_timing", "L10": "invalid_timing",
-        "L11": "malformed_record", "L12": "malformed_record", "L13": None,
+        "L2": None,
+        "L3": "malformed_record",
+        "L5": None,
+        "L7": "invalid_text_encoding",
+        "L8": "invalid_timing",
+        "L9": "invalid_timing",
+        "L10": "invalid_timing",
+        "L11": "malformed_record",
+        "L12": "malformed_record",
+        "L13": None,
     }
     assert (records["L5"].text, records["L5"].offset_s) == ("two\nlines", 0.5)
     assert records["L5"].duration_s == pytest.approx(1.5)  # from the header: 2.0 - 0.5
@@ -133,17 +157,21 @@ def test_broken_jsonl_rows_are_rejected_per_line(tmp_path: Path) -> None:
     manifest.write_text(
         '{"path": "a.wav", "text": "ok", "speaker": 7, "id": "u1", "lang": "EN"}\n'
         '{"text": "no path"}\n'
-        '[1, 2]\n'
-        '\n'
-        'not json\n'
+        "[1, 2]\n"
+        "\n"
+        "not json\n"
         '{"path": "a.wav", "start": 1.0, "end": 1.0}\n'
         '{"path": "a.wav", "start": "x"}\n',
         encoding="utf-8",
     )
     records = ingest(tmp_path, manifest, {"language_column": "lang"})
     assert {k: r.reject_reason for k, r in records.items()} == {
-        "u1": None, "L2": "malformed_record", "L3": "malformed_record", "L5": "malformed_record",
-        "L6": "invalid_timing", "L7": "invalid_timing",
+        "u1": None,
+        "L2": "malformed_record",
+        "L3": "malformed_record",
+        "L5": "malformed_record",
+        "L6": "invalid_timing",
+        "L7": "invalid_timing",
     }
     assert (records["u1"].speaker, records["u1"].language) == ("7", "en")
 
@@ -152,20 +180,28 @@ def test_column_options_ids_and_tsv(tmp_path: Path) -> None:
     _tone(tmp_path / "clips" / "x.wav")
     manifest = tmp_path / "list.tsv"
     manifest.write_text(
-        'client\tfile\tsentence\tlocale\n'
+        "client\tfile\tsentence\tlocale\n"
         'c1\tclips/x.wav\the said "hi", then left\t\n'
-        'c2\tclips/x.wav\t\tFR\n',
+        "c2\tclips/x.wav\t\tFR\n",
         encoding="utf-8",
     )
-    items = _items(manifest, path_column="file", text_column="sentence",
-                   language_column="locale", speaker_column="client", id_column="client",
-                   language="DE", require_text=True)
+    items = _items(
+        manifest,
+        path_column="file",
+        text_column="sentence",
+        language_column="locale",
+        speaker_column="client",
+        id_column="client",
+        language="DE",
+        require_text=True,
+    )
     assert sorted(items) == ["c1", "c2"]
     assert (items["c1"].text, items["c1"].language) == ('he said "hi", then left', "de")
     assert (items["c2"].text, items["c2"].language) == (None, "fr")
     assert items["c2"].text_required
-    records = ingest(tmp_path, manifest, {"path_column": "file", "text_column": "sentence",
-                                          "require_text": True})
+    records = ingest(
+        tmp_path, manifest, {"path_column": "file", "text_column": "sentence", "require_text": True}
+    )
     assert records["L3"].reject_reason == "missing_transcript"
     assert json.loads(records["L2"].extra) == {"line": 2, "client": "c1", "locale": ""}
 
@@ -185,4 +221,7 @@ def test_rows_are_grouped_in_file_order_under_the_file_stem(
     manifest.write_text("path\n" + "".join(f"{n}.wav\n" for n in range(5)), encoding="utf-8")
     groups = list(table.inventory(manifest, TableOptions()))
     assert [(g.prefix, [i.native_id for i in g.items]) for g in groups] == [
-        ("clips", ["L2", "L3"]), ("clips", ["L4", "L5"]), ("clips", ["L6"])]
+        ("clips", ["L2", "L3"]),
+        ("clips", ["L4", "L5"]),
+        ("clips", ["L6"]),
+    ]

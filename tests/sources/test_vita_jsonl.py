@@ -17,8 +17,9 @@ from schemas import InventoryItem, ManifestRecord, SourceConfig, UnitLimits
 from schemas.sources import VitaJsonlOptions
 
 
-def ingest(tmp_path: Path, path: Path, options: dict[str, Any] | None = None
-           ) -> dict[str, ManifestRecord]:
+def ingest(
+    tmp_path: Path, path: Path, options: dict[str, Any] | None = None
+) -> dict[str, ManifestRecord]:
     """Inventory + manifest of one source, as the pipeline runs them; rows by native id."""
     source = SourceConfig(name="src", kind="vita_jsonl", path=str(path), options=options or {})
     lake = Lake(tmp_path / "lake")
@@ -36,10 +37,16 @@ def assert_matches_expected(records: dict[str, ManifestRecord], expected_file: P
     for row in expected:
         record = records[row["native_id"]]
         got = {
-            "status": record.status, "reason": record.reject_reason, "text": record.text,
-            "speaker": record.speaker, "language": record.language, "split": record.split,
-            "subsets": record.subsets, "audio_path": record.audio_path,
-            "audio_member": record.audio_member, "sample_rate_hz": record.declared_sample_rate_hz,
+            "status": record.status,
+            "reason": record.reject_reason,
+            "text": record.text,
+            "speaker": record.speaker,
+            "language": record.language,
+            "split": record.split,
+            "subsets": record.subsets,
+            "audio_path": record.audio_path,
+            "audio_member": record.audio_member,
+            "sample_rate_hz": record.declared_sample_rate_hz,
         }
         assert got == {k: row[k] for k in got}, row["native_id"]
         assert record.offset_s == pytest.approx(row["offset_s"], abs=1e-9), row["native_id"]
@@ -50,8 +57,9 @@ def assert_matches_expected(records: dict[str, ManifestRecord], expected_file: P
 
 
 def _chat(*messages: tuple[str, str], audios: list[str]) -> str:
-    return json.dumps({"messages": [{"role": r, "content": c} for r, c in messages],
-                       "audios": audios})
+    return json.dumps(
+        {"messages": [{"role": r, "content": c} for r, c in messages], "audios": audios}
+    )
 
 
 def _items(tmp_path: Path, lines: list[str], **options: Any) -> dict[str, InventoryItem]:
@@ -62,13 +70,15 @@ def _items(tmp_path: Path, lines: list[str], **options: Any) -> dict[str, Invent
 
 
 @pytest.fixture(scope="module")
-def vita_records(tmp_path_factory: pytest.TempPathFactory, corpora: Path
-                 ) -> dict[str, ManifestRecord]:
+def vita_records(
+    tmp_path_factory: pytest.TempPathFactory, corpora: Path
+) -> dict[str, ManifestRecord]:
     return ingest(tmp_path_factory.mktemp("vita"), corpora / "custom" / "vita" / "data.jsonl")
 
 
-def test_vita_corpus_matches_expected(vita_records: dict[str, ManifestRecord],
-                                      corpora: Path) -> None:
+def test_vita_corpus_matches_expected(
+    vita_records: dict[str, ManifestRecord], corpora: Path
+) -> None:
     assert_matches_expected(vita_records, corpora / "expected" / "custom_vita.jsonl")
 
 
@@ -79,11 +89,15 @@ def test_vita_corpus_literal_facts(vita_records: dict[str, ManifestRecord]) -> N
         return record.audio_path, record.text, extra["role"], extra["task"], extra["line"]
 
     assert facts("L1_A0") == ("audio/v1.wav", "hello world", "user", "asr", 1)
-    assert facts("L2_A0") == ("audio/v2.wav", "The weather is lovely today.", "assistant",
-                              "tts", 2)
+    assert facts("L2_A0") == ("audio/v2.wav", "The weather is lovely today.", "assistant", "tts", 2)
     assert facts("L3_A0") == ("audio/v3.wav", None, "user", "qa", 3)
-    assert facts("L3_A1") == ("audio/v4.wav", "The capital of France is Paris.", "assistant",
-                              "qa", 3)
+    assert facts("L3_A1") == (
+        "audio/v4.wav",
+        "The capital of France is Paris.",
+        "assistant",
+        "qa",
+        3,
+    )
     assert vita_records["L4"].reject_reason == "malformed_record"  # not JSON
     assert "2 <|audio|> tags but 1 audios" in (vita_records["L5"].reject_message or "")
     escape = vita_records["L6_A0"]
@@ -92,14 +106,21 @@ def test_vita_corpus_literal_facts(vita_records: dict[str, ManifestRecord]) -> N
 
 
 def test_tags_consume_audios_in_order_across_messages(tmp_path: Path) -> None:
-    items = _items(tmp_path, [
-        _chat(("system", "You hear <|audio|> first."),
-              ("user", "Say it twice.\n<|audio|> and <|audio|>"),
-              ("assistant", "one\n<|audio|>two<|audio|>"),
-              audios=["s.wav", "u1.wav", "u2.wav", "a1.wav", "a2.wav"]),
-    ], language="ZH")
-    assert [(k, i.audio_path, i.text, i.extra["role"], i.extra["task"]) for k, i in
-            items.items()] == [
+    items = _items(
+        tmp_path,
+        [
+            _chat(
+                ("system", "You hear <|audio|> first."),
+                ("user", "Say it twice.\n<|audio|> and <|audio|>"),
+                ("assistant", "one\n<|audio|>two<|audio|>"),
+                audios=["s.wav", "u1.wav", "u2.wav", "a1.wav", "a2.wav"],
+            ),
+        ],
+        language="ZH",
+    )
+    assert [
+        (k, i.audio_path, i.text, i.extra["role"], i.extra["task"]) for k, i in items.items()
+    ] == [
         ("L1_A0", "s.wav", None, "system", "other"),
         ("L1_A1", "u1.wav", None, "user", "other"),
         ("L1_A2", "u2.wav", None, "user", "other"),
@@ -110,20 +131,25 @@ def test_tags_consume_audios_in_order_across_messages(tmp_path: Path) -> None:
 
 
 def test_text_rules_for_user_and_assistant_audio(tmp_path: Path) -> None:
-    items = _items(tmp_path, [
-        # A user audio answered in text, with no instruction line: the reply is its text.
-        _chat(("user", "<|audio|>"), ("assistant", "  a transcript  "), audios=["a.wav"]),
-        # A TTS request whose reply has no text before the tag.
-        _chat(("user", "Convert the text to speech.\nfirst line\nsecond line"),
-              ("assistant", "<|audio|>"), audios=["b.wav"]),
-        # An assistant audio with nothing before it and no TTS instruction: no text.
-        _chat(("user", "Sing."), ("assistant", "<|audio|>"), audios=["c.wav"]),
-        # A user audio with words around it is not the whole turn: no text.
-        _chat(("user", "What is in <|audio|> here?"), ("assistant", "a dog"), audios=["d.wav"]),
-    ])
+    items = _items(
+        tmp_path,
+        [
+            # A user audio answered in text, with no instruction line: the reply is its text.
+            _chat(("user", "<|audio|>"), ("assistant", "  a transcript  "), audios=["a.wav"]),
+            # A TTS request whose reply has no text before the tag.
+            _chat(
+                ("user", "Convert the text to speech.\nfirst line\nsecond line"),
+                ("assistant", "<|audio|>"),
+                audios=["b.wav"],
+            ),
+            # An assistant audio with nothing before it and no TTS instruction: no text.
+            _chat(("user", "Sing."), ("assistant", "<|audio|>"), audios=["c.wav"]),
+            # A user audio with words around it is not the whole turn: no text.
+            _chat(("user", "What is in <|audio|> here?"), ("assistant", "a dog"), audios=["d.wav"]),
+        ],
+    )
     assert items["L1_A0"].text == "a transcript"
-    assert (items["L2_A0"].text, items["L2_A0"].extra["task"]) == ("first line\nsecond line",
-                                                                   "tts")
+    assert (items["L2_A0"].text, items["L2_A0"].extra["task"]) == ("first line\nsecond line", "tts")
     assert items["L3_A0"].text is None
     assert items["L4_A0"].text is None
 
@@ -132,18 +158,25 @@ def test_broken_lines_are_one_rejected_item_each(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
     path.write_bytes(
         b'{"messages": "not a list", "audios": []}\n'
-        b'[1]\n'
-        b'\n'
-        + _chat(("user", "<|audio|>"), ("assistant", "x"), audios=[]).encode() + b"\n"
-        + _chat(("user", "<|audio|>"), ("assistant", "x"), audios=[3]).encode() + b"\n"
+        b"[1]\n"
+        b"\n"
+        + _chat(("user", "<|audio|>"), ("assistant", "x"), audios=[]).encode()
+        + b"\n"
+        + _chat(("user", "<|audio|>"), ("assistant", "x"), audios=[3]).encode()
+        + b"\n"
         b'{"messages": [{"role": "user", "content": "caf\xe9 <|audio|>"}], "audios": ["a"]}\n'
-        + _chat(("user", "no audio at all"), ("assistant", "fine"), audios=[]).encode() + b"\n"
+        + _chat(("user", "no audio at all"), ("assistant", "fine"), audios=[]).encode()
+        + b"\n"
     )
-    items = {i.native_id: i for g in vita_jsonl.inventory(path, VitaJsonlOptions())
-             for i in g.items}
+    items = {
+        i.native_id: i for g in vita_jsonl.inventory(path, VitaJsonlOptions()) for i in g.items
+    }
     assert {k: i.problem for k, i in items.items()} == {
-        "L1": "malformed_record", "L2": "malformed_record", "L4": "malformed_record",
-        "L5": "malformed_record", "L6": "invalid_text_encoding",
+        "L1": "malformed_record",
+        "L2": "malformed_record",
+        "L4": "malformed_record",
+        "L5": "malformed_record",
+        "L6": "invalid_text_encoding",
     }
     assert all(i.extra == {"line": int(k[1:])} for k, i in items.items())
 
@@ -157,4 +190,6 @@ def test_lines_are_grouped_whole_under_the_file_stem(
     path.write_text("\n".join([qa] * 3) + "\n", encoding="utf-8")
     groups = list(vita_jsonl.inventory(path, VitaJsonlOptions()))
     assert [(g.prefix, [i.native_id for i in g.items]) for g in groups] == [
-        ("train", ["L1_A0", "L1_A1", "L2_A0", "L2_A1"]), ("train", ["L3_A0", "L3_A1"])]
+        ("train", ["L1_A0", "L1_A1", "L2_A0", "L2_A1"]),
+        ("train", ["L3_A0", "L3_A1"]),
+    ]

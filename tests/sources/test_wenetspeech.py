@@ -56,10 +56,19 @@ def test_every_input_matches_the_expected_outcome(
         record = records[row["native_id"]]
         where = row["native_id"]
         assert (record.status, record.reject_reason) == (row["status"], row["reason"]), (
-            where, record.reject_message
+            where,
+            record.reject_message,
         )
-        for key in ("text", "speaker", "language", "split", "subsets", "audio_path",
-                    "audio_member", "offset_s"):
+        for key in (
+            "text",
+            "speaker",
+            "language",
+            "split",
+            "subsets",
+            "audio_path",
+            "audio_member",
+            "offset_s",
+        ):
             assert getattr(record, key) == row[key], (where, key)
         if row["duration_s"] is None:
             assert record.duration_s is None, where
@@ -132,15 +141,20 @@ def test_a_recording_is_one_group_and_units_are_named_by_split(
     plans, _ = _ingest(corpora / "wenetspeech", tmp_path, UnitLimits(max_utterances=1))
     lake = Lake(tmp_path / "lake")
     aids_by_unit = {
-        plan.unit: {i.extra["aid"] for i in
-                    read_unit_items(lake.inventory_items("wenet", plan.unit))}
+        plan.unit: {
+            i.extra["aid"] for i in read_unit_items(lake.inventory_items("wenet", plan.unit))
+        }
         for plan in plans
     }
     assert len(plans) == 6  # six recordings, each whole in its own unit
     assert all(len(aids) == 1 for aids in aids_by_unit.values())
     assert [p.unit for p in plans] == [
-        "wenet.dev.00000", "wenet.test_net.00000",
-        "wenet.train.00000", "wenet.train.00001", "wenet.train.00002", "wenet.train.00003",
+        "wenet.dev.00000",
+        "wenet.test_net.00000",
+        "wenet.train.00000",
+        "wenet.train.00001",
+        "wenet.train.00002",
+        "wenet.train.00003",
     ]
 
 
@@ -155,7 +169,9 @@ def test_interleaved_splits_still_fill_units(corpora: Path, tmp_path: Path) -> N
 def test_subsets_option_keeps_only_matching_segments(corpora: Path, tmp_path: Path) -> None:
     plans, records = _ingest(corpora / "wenetspeech", tmp_path, subsets=["S"])
     assert sorted(records) == [
-        f"{PODCAST}_S00000", f"{FIRST}_S00000", "Y0000000004_pP8sLr2TzQ0_S00000"
+        f"{PODCAST}_S00000",
+        f"{FIRST}_S00000",
+        "Y0000000004_pP8sLr2TzQ0_S00000",
     ]
     # Filtered-out segments are not inputs at all: nothing counts them.
     assert sum(p.n_inputs for p in plans) == 3
@@ -163,9 +179,7 @@ def test_subsets_option_keeps_only_matching_segments(corpora: Path, tmp_path: Pa
     assert {r.split for r in dev.values()} == {"dev"} and len(dev) == 3
 
 
-def test_metadata_is_streamed_not_loaded(
-    corpora: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_metadata_is_streamed_not_loaded(corpora: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("WenetSpeech.json must be streamed, not loaded whole")
 
@@ -188,13 +202,25 @@ def test_unusable_segments_are_malformed_records(tmp_path: Path) -> None:
         "dataset": "WenetSpeech",
         "audios": [
             {
-                "aid": "A1", "duration": 60.0, "path": "audio/train/podcast/B00000/A1.opus",
+                "aid": "A1",
+                "duration": 60.0,
+                "path": "audio/train/podcast/B00000/A1.opus",
                 "segments": [
-                    {"sid": "A1_S0", "begin_time": "1.0", "end_time": 2.0, "text": "好",
-                     "subsets": ["L"]},
+                    {
+                        "sid": "A1_S0",
+                        "begin_time": "1.0",
+                        "end_time": 2.0,
+                        "text": "好",
+                        "subsets": ["L"],
+                    },
                     {"begin_time": 1.0, "end_time": 2.0, "text": "好", "subsets": ["L"]},
-                    {"sid": "A1_S2", "begin_time": 3.0, "end_time": 3.0, "text": "好",
-                     "subsets": ["L"]},
+                    {
+                        "sid": "A1_S2",
+                        "begin_time": 3.0,
+                        "end_time": 3.0,
+                        "text": "好",
+                        "subsets": ["L"],
+                    },
                 ],
             }
         ],
@@ -204,7 +230,9 @@ def test_unusable_segments_are_malformed_records(tmp_path: Path) -> None:
     (group,) = wenetspeech.inventory(tmp_path, WenetSpeechOptions())
     problems = {i.native_id: i.problem for i in group.items}
     assert problems == {
-        "A1_S0": "malformed_record", "A1:S1": "malformed_record", "A1_S2": "invalid_timing"
+        "A1_S0": "malformed_record",
+        "A1:S1": "malformed_record",
+        "A1_S2": "invalid_timing",
     }
 
 
