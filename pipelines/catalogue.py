@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from pipelines.lake import Lake
 from pipelines.project import Project
-from pipelines.query import READ_STATEMENTS, QueryError
+from pipelines.query import read_only_query
 from schemas import (
     MANIFEST_ARROW_SCHEMA,
     QUALITY_ARROW_SCHEMA,
@@ -1101,19 +1101,4 @@ def query_catalogue(path: Path, sql: str) -> pa.Table:
     Raises `QueryError` for anything else (several statements, writes, DDL) or when
     the query fails, `CatalogueError` when the catalogue cannot be opened.
     """
-    con = open_catalogue_readonly(path)
-    try:
-        try:
-            statements = con.extract_statements(sql)
-        except duckdb.Error as error:
-            raise QueryError(f"cannot parse SQL: {error}") from error
-        if len(statements) != 1:
-            raise QueryError(f"expected one SQL statement, got {len(statements)}")
-        if statements[0].type not in READ_STATEMENTS:
-            raise QueryError(f"only read queries are allowed here, not {statements[0].type.name}")
-        try:
-            return con.sql(sql).to_arrow_table()
-        except duckdb.Error as error:
-            raise QueryError(str(error)) from error
-    finally:
-        con.close()
+    return read_only_query(open_catalogue_readonly(path), sql)

@@ -25,7 +25,6 @@ from pipelines.audio import (
     TARGET_SAMPLE_RATE_HZ,
     AudioDecodeError,
     PreparedAudio,
-    Segment,
     pcm16,
     pcm_sha256,
     prepare_many,
@@ -33,6 +32,7 @@ from pipelines.audio import (
 from pipelines.audio_ref import AudioOpener
 from pipelines.ingest import source_opener
 from pipelines.lake import sha256_file, write_parquet_atomic
+from pipelines.prepared import segment_of
 from pipelines.project import Project
 from quality.measures import measure
 from quality.policy import judge
@@ -130,17 +130,7 @@ def assess_rows(
             )
         else:
             to_prepare.append(index)
-    segments = [
-        Segment(
-            audio_path=rows[i]["audio_path"],
-            audio_member=rows[i]["audio_member"],
-            offset_s=rows[i]["offset_s"],
-            # Whole files are decoded to their end: the measured duration is then the
-            # decoded one, which the policy compares with the declared one.
-            duration_s=rows[i]["duration_s"] if rows[i]["is_segment"] else None,
-        )
-        for i in to_prepare
-    ]
+    segments = [segment_of(rows[i]) for i in to_prepare]
     done = len(rows) - len(to_prepare)
     for position, outcome in prepare_many(segments, opener.open):
         index = to_prepare[position]

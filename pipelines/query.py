@@ -59,23 +59,31 @@ def lake_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def run_query(lake: Lake, sql: str) -> pa.Table:
-    """Run one read-only SQL statement over the lake views; return the result as Arrow."""
-    con = lake_connection(lake)
+def read_only_query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """Run `sql` on `con` if it is exactly one read statement (SELECT/EXPLAIN); else QueryError.
+
+    Closes `con` afterwards.
+    """
     try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as error:
-        raise QueryError(f"cannot parse SQL: {error}") from error
-    if len(statements) != 1:
-        raise QueryError(f"expected one SQL statement, got {len(statements)}")
-    if statements[0].type not in READ_STATEMENTS:
-        raise QueryError(f"only read queries are allowed here, not {statements[0].type.name}")
-    try:
-        return con.sql(sql).to_arrow_table()
-    except duckdb.Error as error:
-        raise QueryError(str(error)) from error
+        try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as error:
+            raise QueryError(f"cannot parse SQL: {error}") from error
+        if len(statements) != 1:
+            raise QueryError(f"expected one SQL statement, got {len(statements)}")
+        if statements[0].type not in READ_STATEMENTS:
+            raise QueryError(f"only read queries are allowed here, not {statements[0].type.name}")
+        try:
+            return con.sql(sql).to_arrow_table()
+        except duckdb.Error as error:
+            raise QueryError(str(error)) from error
     finally:
         con.close()
+
+
+def run_query(lake: Lake, sql: str) -> pa.Table:
+    """Run one read-only SQL statement over the lake views; return the result as Arrow."""
+    return read_only_query(lake_connection(lake), sql)
 
 
 SUMMARY_SQL = """

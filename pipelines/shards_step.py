@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipelines.audio import AudioDecodeError, Segment, encode_flac16, prepare_many
-from pipelines.ingest import source_opener
+from pipelines.audio import encode_flac16
 from pipelines.lake import sha256_file
+from pipelines.prepared import prepare_accepted_rows
 from pipelines.project import Project
 from pipelines.shards import ShardSample, shard_key, write_shards
 from schemas import ShardIndexRow, ShardSampleMeta, SourceConfig
@@ -95,37 +95,23 @@ def shard_unit(
 ) -> ShardsSummary:
     """Write the unit's shards and index; return what was written."""
     rows = _unit_rows(project, source, unit)
-    segments = [
-        Segment(
-            audio_path=r["audio_path"],
-            audio_member=r["audio_member"],
-            offset_s=r["offset_s"],
-            duration_s=r["declared_duration_s"] if r["is_segment"] else None,
-        )
-        for r in rows
-    ]
     samples: list[ShardSample] = []
-    with source_opener(source, project.directory) as opener:
-        for index, outcome in prepare_many(segments, opener.open):
-            row = rows[index]
-            if isinstance(outcome, AudioDecodeError):
-                raise RuntimeError(
-                    f"{row['utterance_id']} was accepted but no longer decodes: {outcome.message}"
-                )
-            flac = encode_flac16(outcome.samples)
-            if outcome.samples.size and row["pcm_sha256"] is None:
-                raise RuntimeError(f"{row['utterance_id']} has no PCM hash in its quality row")
-            samples.append(
-                ShardSample(
-                    key=shard_key(row["utterance_id"]),
-                    utterance_id=row["utterance_id"],
-                    flac=flac,
-                    codes=np.asarray(row["codes"], dtype=np.uint16),
-                    meta=_meta(row),
-                )
+    prepared = prepare_accepted_rows(
+        source, project.directory, rows, duration_key="declared_duration_s"
+    )
+    for index, outcome in prepared:
+        row = rows[index]
+        samples.append(
+            ShardSample(
+                key=shard_key(row["utterance_id"]),
+                utterance_id=row["utterance_id"],
+                flac=encode_flac16(outcome.samples),
+                codes=np.asarray(row["codes"], dtype=np.uint16),
+                meta=_meta(row),
             )
-            if on_progress is not None and len(samples) % PROGRESS_EVERY == 0:
-                on_progress(len(samples), len(rows))
+        )
+        if on_progress is not None and len(samples) % PROGRESS_EVERY == 0:
+            on_progress(len(samples), len(rows))
     folder = project.lake.shards_dir(source.name, unit)
     index_rows = write_shards(
         samples,

@@ -21,15 +21,9 @@ import polars as pl
 import pyarrow as pa
 
 from inference.glm4voice import GLM4VoiceTokenizer, load_tokenizer, write_demo_checkpoint
-from pipelines.audio import (
-    TARGET_SAMPLE_RATE_HZ,
-    AudioDecodeError,
-    Segment,
-    pcm16,
-    prepare_many,
-)
-from pipelines.ingest import source_opener
+from pipelines.audio import TARGET_SAMPLE_RATE_HZ, pcm16
 from pipelines.lake import sha256_file, write_parquet_atomic
+from pipelines.prepared import prepare_accepted_rows
 from pipelines.project import Project
 from schemas import TOKENS_ARROW_SCHEMA, SourceConfig, TokensRecord
 from schemas.tokens import DEMO_TOKENIZER_DIR
@@ -116,15 +110,6 @@ def tokenize_unit(
     """Tokenize the unit's accepted utterances and write their codes."""
     tokenizer = project_tokenizer(project)
     rows = accepted_rows(project, source, unit)
-    segments = [
-        Segment(
-            audio_path=r["audio_path"],
-            audio_member=r["audio_member"],
-            offset_s=r["offset_s"],
-            duration_s=r["duration_s"] if r["is_segment"] else None,
-        )
-        for r in rows
-    ]
     records: list[dict] = []
     pending: list[tuple[int, np.ndarray]] = []
     pending_s = 0.0
@@ -153,22 +138,14 @@ def tokenize_unit(
             on_progress(len(records), len(rows))
         pending, pending_s = [], 0.0
 
-    with source_opener(source, project.directory) as opener:
-        for index, outcome in prepare_many(segments, opener.open):
-            if isinstance(outcome, AudioDecodeError):
-                # Accepted by the quality step, so the source changed underneath us:
-                # that is an infrastructure problem, not a property of the utterance.
-                raise RuntimeError(
-                    f"{rows[index]['utterance_id']} was accepted but no longer decodes: "
-                    f"{outcome.message}"
-                )
-            # Tokenize exactly the audio the shards will store (16-bit), so anyone who
-            # re-tokenizes a shard's FLAC gets the same codes.
-            stored = pcm16(outcome.samples).astype(np.float32) / np.float32(32768.0)
-            pending.append((index, stored))
-            pending_s += outcome.duration_s
-            if pending_s >= CHUNK_AUDIO_S:
-                flush()
+    for index, outcome in prepare_accepted_rows(source, project.directory, rows):
+        # Tokenize exactly the audio the shards will store (16-bit), so anyone who
+        # re-tokenizes a shard's FLAC gets the same codes.
+        stored = pcm16(outcome.samples).astype(np.float32) / np.float32(32768.0)
+        pending.append((index, stored))
+        pending_s += outcome.duration_s
+        if pending_s >= CHUNK_AUDIO_S:
+            flush()
     flush()
     records.sort(key=lambda r: r["utterance_id"])
     table = pa.Table.from_pylist(records, schema=TOKENS_ARROW_SCHEMA)
