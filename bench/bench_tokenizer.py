@@ -216,12 +216,14 @@ def real_dimension_runs(durations_s: Sequence[float], seed: int, rounds: int) ->
     modes = {"`tokenize`, default (batch-invariant)": fixed,
              "`tokenize`, one call per product (not batch-invariant)": None}
     best: dict[str, tuple[float, TokenizeStats]] = {}
+    walls: dict[str, list[float]] = {path: [] for path in modes}
     for round_index in range(rounds):
         order = list(modes.items())
         for path, rows_per_call in order if round_index % 2 == 0 else order[::-1]:
             real.model.rows_per_call = rows_per_call
             wall = best_of(1, lambda: real.tokenize(audio))
             assert real.last_stats is not None
+            walls[path].append(wall)
             if path not in best or wall < best[path][0]:
                 best[path] = (wall, real.last_stats)
             print(path, f"{wall:.1f} s", flush=True)
@@ -229,7 +231,8 @@ def real_dimension_runs(durations_s: Sequence[float], seed: int, rounds: int) ->
     for path, (wall, stats) in best.items():
         rows.append({"model": "real dimensions, random weights", "path": path,
                      "audio_s": stats.audio_s, "windows": stats.windows, "wall_s": wall,
-                     "rtf": stats.audio_s / wall, "padding": stats.padding_overhead})
+                     "rtf": stats.audio_s / wall, "padding": stats.padding_overhead,
+                     "rounds_s": walls[path]})
         print(rows[-1], flush=True)
     features = torch.randn(8, 128, 3000, generator=torch.Generator().manual_seed(seed)) * 0.5
     frame_mask = torch.ones(8, 3000, dtype=torch.long)
@@ -291,6 +294,10 @@ def write_readme_section(section: str, readme: Path = README) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     readme.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def _seconds(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:.1f} s" for v in values)
 
 
 def _batches(count: int) -> str:
@@ -408,11 +415,15 @@ def main() -> None:
         f"{fixtures['cuda']:.3f}× is mostly the rounding of its one batch up to whole "
         f"{ROWS_PER_CALL['cpu']:,}- / {ROWS_PER_CALL['cuda']:,}-row product calls, which "
         f"weighs little in full-size batches. Fixed-size product calls (what makes codes "
-        f"bitwise batch-invariant) run at {fixed_over_one_call:.2f}× the throughput of one "
-        f"call per product in `tokenize` (a 600 s call, so the rounding of its last batch to "
-        f"whole calls weighs in) and at {forward_ratio:.2f}× in the encoder's forward pass on "
-        f"full 30 s windows; this shared machine's load moves single figures by tens of per "
-        f"cent, so only the interleaved best rounds are comparable. On CPU the real-size encoder "
+        f"bitwise batch-invariant) run at {forward_ratio:.2f}× the throughput of one call per "
+        f"product in the encoder's forward pass on 8 full 30 s windows (best rounds, "
+        f"interleaved), and at {fixed_over_one_call:.2f}× over the whole 600 s `tokenize` "
+        f"call, where they also compute the zero rows of each batch's last call "
+        f"({speed[0]['padding']:.3f} against {speed[1]['padding']:.3f} frames computed per "
+        f"frame of audio). Single rounds on this shared machine move by tens of per cent with "
+        f"its load (`tokenize` rounds: {_seconds(speed[0]['rounds_s'])} with fixed calls, "
+        f"{_seconds(speed[1]['rounds_s'])} with one call), so smaller differences are noise. "
+        f"On CPU the real-size encoder "
         f"runs at {speed[0]['rtf']:.1f}× real time, about {3600 / speed[0]['rtf']:,.0f} s of "
         f"two cores per hour of audio: a corpus-sized run wants a GPU. The log-mel features "
         f"take {speed[0]['rtf'] / speed[5]['rtf']:.2%} of the CPU time at the real dimensions."
