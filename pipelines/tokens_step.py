@@ -57,10 +57,17 @@ def ensure_checkpoint(project: Project) -> Path:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_tokenizer(path: str, sha256: str, device: str, dtype: str) -> GLM4VoiceTokenizer:
+def _cached_tokenizer(
+    path: str, sha256: str, device: str, dtype: str, max_batch_frames: int
+) -> GLM4VoiceTokenizer:
     # Keyed by content hash: a replaced checkpoint in the same folder loads anew.
     del sha256
-    return load_tokenizer(Path(path), device=None if device == "auto" else device, dtype=dtype)
+    return load_tokenizer(
+        Path(path),
+        device=None if device == "auto" else device,
+        dtype=dtype,
+        max_batch_frames=max_batch_frames,
+    )
 
 
 def project_tokenizer(project: Project) -> GLM4VoiceTokenizer:
@@ -69,7 +76,13 @@ def project_tokenizer(project: Project) -> GLM4VoiceTokenizer:
 
     path = ensure_checkpoint(project)
     settings = project.config.tokenizer
-    return _cached_tokenizer(str(path), checkpoint_sha256(path), settings.device, settings.dtype)
+    return _cached_tokenizer(
+        str(path),
+        checkpoint_sha256(path),
+        settings.device,
+        settings.dtype,
+        settings.max_batch_frames,
+    )
 
 
 @dataclass
