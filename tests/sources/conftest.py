@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,8 @@ def assert_matches_expected() -> Callable[..., None]:
     """`(plans, records_by_native_id, expected, duration_tolerance_s, compare_sample_rate)`:
     same ids, statuses, reasons and fields as the expected file, every input counted once."""
     return _assert_matches_expected
+
+
+# The custom-audio connector tests import their shared helpers from `source_checks.py`
+# beside this file (pytest's importlib mode does not put test folders on sys.path).
+sys.path.insert(0, str(Path(__file__).resolve().parent))

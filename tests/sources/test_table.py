@@ -11,51 +11,18 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from source_checks import assert_matches_expected, ingest_source
 
-from pipelines.ingest import inventory_source, manifest_records
-from pipelines.lake import Lake
 from pipelines.sources import table
-from schemas import ManifestRecord, SourceConfig, UnitLimits
+from schemas import ManifestRecord
 from schemas.sources import TableOptions
 
 
 def ingest(
     tmp_path: Path, path: Path, options: dict[str, Any] | None = None
 ) -> dict[str, ManifestRecord]:
-    """Inventory + manifest of one source, as the pipeline runs them; rows by native id."""
-    source = SourceConfig(name="src", kind="table", path=str(path), options=options or {})
-    lake = Lake(tmp_path / "lake")
-    plans = inventory_source(source, tmp_path, lake, UnitLimits())
-    records = [r for p in plans for r in manifest_records(source, tmp_path, lake, p.unit)]
-    by_id = {r.utterance_id.removeprefix("src/"): r for r in records}
-    assert len(by_id) == len(records), "native ids must be unique"
-    return by_id
-
-
-def assert_matches_expected(records: dict[str, ManifestRecord], expected_file: Path) -> None:
-    """Every expected row has a record with the same outcome and facts, and nothing else."""
-    expected = [json.loads(line) for line in expected_file.read_text().splitlines() if line]
-    assert sorted(records) == sorted(e["native_id"] for e in expected)
-    for row in expected:
-        record = records[row["native_id"]]
-        got = {
-            "status": record.status,
-            "reason": record.reject_reason,
-            "text": record.text,
-            "speaker": record.speaker,
-            "language": record.language,
-            "split": record.split,
-            "subsets": record.subsets,
-            "audio_path": record.audio_path,
-            "audio_member": record.audio_member,
-            "sample_rate_hz": record.declared_sample_rate_hz,
-        }
-        assert got == {k: row[k] for k in got}, row["native_id"]
-        assert record.offset_s == pytest.approx(row["offset_s"], abs=1e-9), row["native_id"]
-        if row["duration_s"] is None:
-            assert record.duration_s is None, row["native_id"]
-        else:
-            assert record.duration_s == pytest.approx(row["duration_s"], abs=1e-3)
+    """Inventory + manifest of one `table` source; rows by native id."""
+    return ingest_source("table", tmp_path, path, options)
 
 
 def _tone(path: Path, seconds: float = 2.0, rate_hz: int = 8000) -> None:
