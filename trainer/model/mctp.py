@@ -2,7 +2,9 @@
 
 Layout (see shared/design/VITA_AUDIO_TRAINING.md, "MCTP"):
 
-- ``config.num_hidden_layers`` (L) counts every decoder layer, the MCTP ones included;
+- As upstream (``Qwen2MTPForCausalLM``: backbone ``layer_idxs = range(L - K)``, module i
+  on layer ``L - K + i``), ``config.num_hidden_layers`` (L) counts every decoder layer,
+  the MCTP ones included;
   the backbone runs the first ``L - K`` of ``model.layers`` (K = ``num_mctp_modules``)
   and MCTP module i owns decoder layer ``model.layers[L - K + i]``. The MCTP layers are
   appended after the backbone's, so a plain Qwen2 checkpoint (K = 0) keeps all of its
@@ -10,8 +12,10 @@ Layout (see shared/design/VITA_AUDIO_TRAINING.md, "MCTP"):
 - Module i: ``RMSNorm(embedding) ‖ RMSNorm(previous hidden state)`` →
   ``Linear(2H → H, bias=False)`` → its decoder layer → the shared final norm → the
   shared ``lm_head``. The embedding table is shared with the backbone.
-- Module 0 takes the backbone's hidden state (before the final norm), module i+1 takes
-  module i's output (before the final norm). At position t module k pairs its input
+- Module 0 takes the backbone's hidden state after the shared final norm, module i+1
+  takes module i's output after the final norm: upstream runs every module through
+  ``Qwen2Model.forward`` restricted to one layer, which ends in ``model.norm``, and
+  chains ``last_hidden_state``. At position t module k pairs its input
   hidden state with the embedding of token ``t + k + 1`` and predicts token ``t + k + 2``
   (for module 0: hidden state at t with the embedding of token t+1). Positions whose
   shifted token lies past the sequence end get a zero embedding; causal attention keeps
@@ -56,6 +60,10 @@ class Qwen2MCTPConfig(Qwen2Config):
     def __init__(
         self, num_mctp_modules: int = 0, mctp_loss_weight: float = 1.0, **kwargs: object
     ) -> None:
+        # Upstream VITA-Audio configs call K `num_nextn_predict_layers`; accept their files.
+        upstream_k = kwargs.pop("num_nextn_predict_layers", None)
+        if upstream_k is not None and num_mctp_modules == 0:
+            num_mctp_modules = int(upstream_k)  # type: ignore[arg-type]
         self.num_mctp_modules = num_mctp_modules
         self.mctp_loss_weight = mctp_loss_weight
         super().__init__(**kwargs)
@@ -295,7 +303,8 @@ class Qwen2MCTPForCausalLM(Qwen2ForCausalLM):
                     position_embeddings=position_embeddings,
                     position_ids=position_ids,
                 )
-            logits = self.lm_head(self.model.norm(hidden))
+            hidden = self.model.norm(hidden)
+            logits = self.lm_head(hidden)
         if freeze_lm:
             embeds, hidden = embeds.detach(), hidden.detach()
 
@@ -312,7 +321,8 @@ class Qwen2MCTPForCausalLM(Qwen2ForCausalLM):
                 position_embeddings=position_embeddings,
                 position_ids=position_ids,
             )
-            mctp_logits.append(self.lm_head(self.model.norm(hidden)))
+            hidden = self.model.norm(hidden)
+            mctp_logits.append(self.lm_head(hidden))
 
         output = MCTPOutput(logits=logits, mctp_logits=mctp_logits)
         if labels is None:
