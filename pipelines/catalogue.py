@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
+from pydantic import ValidationError
 
 from pipelines.lake import Lake
 from pipelines.project import Project
@@ -52,8 +53,9 @@ from schemas import (
     TOKENS_ARROW_SCHEMA,
 )
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release
+from schemas.training import EvalRecord, RunRecord
 
-CATALOGUE_SCHEMA_VERSION = 1
+CATALOGUE_SCHEMA_VERSION = 2
 """Bumped whenever a table or view changes; `update_catalogue` rebuilds older files."""
 
 BATCH_MANIFEST_BYTES = 64 * 2**20
@@ -190,24 +192,36 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "runs": [
         ("run_id", "VARCHAR"),
         ("stage", "VARCHAR"),
+        ("profile", "VARCHAR"),
         ("release", "VARCHAR"),
         ("base_checkpoint", "VARCHAR"),
+        ("base_run_id", "VARCHAR"),
         ("checkpoint", "VARCHAR"),
         ("checkpoint_sha256", "VARCHAR"),
-        ("deepspeed_config", "VARCHAR"),
+        ("config_path", "VARCHAR"),
+        ("config_sha256", "VARCHAR"),
+        ("tokenizer_sha256", "VARCHAR"),
+        ("code_version", "VARCHAR"),
+        ("deepspeed_config", "JSON"),
+        ("world_size", "BIGINT"),
         ("status", "VARCHAR"),
         ("started_at", "TIMESTAMPTZ"),
         ("finished_at", "TIMESTAMPTZ"),
+        ("resumed_from_step", "BIGINT"),
+        ("dagster_run_id", "VARCHAR"),
         ("metrics", "JSON"),
     ],
     "evals": [
         ("eval_id", "VARCHAR"),
+        ("run_id", "VARCHAR"),
         ("checkpoint", "VARCHAR"),
         ("checkpoint_sha256", "VARCHAR"),
         ("release", "VARCHAR"),
         ("split", "VARCHAR"),
-        ("metrics", "JSON"),
+        ("code_version", "VARCHAR"),
         ("created_at", "TIMESTAMPTZ"),
+        ("dagster_run_id", "VARCHAR"),
+        ("metrics", "JSON"),
     ],
     "lake_files": [
         ("path", "VARCHAR"),
@@ -761,21 +775,27 @@ def _load_releases(
         )
 
 
-def _timestamp(value: object, path: Path, key: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(str(value))
-    except ValueError as error:
-        raise CatalogueError(f"{path}: {key} is not an ISO 8601 time ({value!r})") from error
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
     # Times without a zone are taken as UTC, the zone every voxlake writer uses.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
 
 
-def _json_text(value: object) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, sort_keys=True)
+def _validation_message(error: ValidationError) -> str:
+    """Pydantic's problems on one line: `field: message; field: message`."""
+    problems = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        problems.append(f"{where}: {problem['msg']}")
+    return "; ".join(problems)
+
+
+_RECORD_MODELS: dict[str, tuple[type[RunRecord] | type[EvalRecord], str, str, str]] = {
+    # kind: (model, table, id column, what the file is)
+    "run": (RunRecord, "runs", "run_id", "run record (schemas.training.RunRecord)"),
+    "eval": (EvalRecord, "evals", "eval_id", "evaluation record (schemas.training.EvalRecord)"),
+}
 
 
 def _load_records(
@@ -787,33 +807,38 @@ def _load_records(
 ) -> None:
     """Replace the `runs` (or `evals`) rows of `ids` with their JSON files.
 
-    Each file holds one object with (a subset of) the table's columns; the id
-    is the file's name; `metrics` may be any JSON value; times are ISO 8601.
+    Each file is validated with its contract (`RunRecord` or `EvalRecord`, which
+    forbid unknown fields); its id must equal the file's name. Times without a
+    zone are read as UTC; `deepspeed_config` and `metrics` are stored as JSON.
+    A file that does not validate is a `CatalogueError` naming it.
     """
     if not ids:
         return
-    table, id_column = ("runs", "run_id") if kind == "run" else ("evals", "eval_id")
+    model, table, id_column, what = _RECORD_MODELS[kind]
     con.execute(f"DELETE FROM {table} WHERE {id_column} IN {_in_list(ids)}")
-    columns = TABLES[table]
     rows = []
     for f in files:
         if f.kind != kind or f.entity not in ids:
             continue
         path = lake.root / f.path
-        payload = _read_json(path)
-        if payload.get(id_column, f.entity) != f.entity:
+        try:
+            record = model.model_validate_json(path.read_bytes())
+        except OSError as error:
+            raise CatalogueError(f"{path}: cannot read ({error})") from error
+        except ValidationError as error:
             raise CatalogueError(
-                f"{path}: {id_column} {payload[id_column]!r} differs from the file name"
+                f"{path}: not a valid {what}: {_validation_message(error)}"
+            ) from error
+        row = record.model_dump()
+        if row[id_column] != f.entity:
+            raise CatalogueError(
+                f"{path}: {id_column} {row[id_column]!r} differs from the file name ({f.entity!r})"
             )
-        row: dict[str, Any] = {}
-        for name, duck_type in columns:
-            value = f.entity if name == id_column else payload.get(name)
+        for name, duck_type in TABLES[table]:
             if duck_type == "TIMESTAMPTZ":
-                value = _timestamp(value, path, name)
-            elif duck_type == "JSON" or (value is not None and not isinstance(value, str)):
-                # A config given as an object (not a path) is kept as its JSON text.
-                value = _json_text(value)
-            row[name] = value
+                row[name] = _utc(row[name])
+            elif duck_type == "JSON":
+                row[name] = json.dumps(row[name], sort_keys=True)
         rows.append(row)
     _insert_rows(con, table, rows, _table_schema(table))
 

@@ -425,6 +425,30 @@ def audit(
     console.print("[green]audit passed[/]")
 
 
+@app.command("lineage")
+def lineage_command(
+    checkpoint: Annotated[
+        str,
+        typer.Argument(help="checkpoint path (or lake-relative), run id, or sha256 prefix"),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="print the full lineage as JSON")] = False,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Which runs, releases, shards, units and sources made a checkpoint; its evaluations."""
+    from pipelines.catalogue import CatalogueError
+    from pipelines.lineage import LineageError, lineage, lineage_tree
+
+    project = _load(project_dir)
+    try:
+        result = lineage(project, checkpoint)
+    except (CatalogueError, LineageError) as error:
+        raise _fail(str(error)) from error
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        return
+    console.print(lineage_tree(result), highlight=False)
+
+
 @export_app.command("vita-jsonl")
 def export_vita(
     out: Annotated[Path, typer.Argument(help="output folder")],

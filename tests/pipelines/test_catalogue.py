@@ -52,6 +52,7 @@ from schemas.release import (
     ReleaseShard,
     ReleaseUtterance,
 )
+from schemas.training import EvalRecord, RunRecord
 
 REPO = Path(__file__).resolve().parents[2]
 TOKENIZER_SHA256 = hashlib.sha256(b"demo tokenizer").hexdigest()
@@ -205,33 +206,68 @@ def release(project: Project, name: str) -> None:
     write_bytes_atomic(folder / "release.json", model.model_dump_json(indent=1).encode())
 
 
-def records(project: Project) -> None:
-    """One training run and one evaluation, as their JSON files."""
-    run = {
-        "run_id": "run-0001",
-        "stage": "stage1",
-        "release": "r1",
-        "base_checkpoint": "models/qwen2-demo",
-        "checkpoint": "checkpoints/run-0001",
-        "checkpoint_sha256": "c" * 64,
-        "deepspeed_config": {"zero_optimization": {"stage": 2}},
-        "status": "succeeded",
-        "started_at": "2025-03-01T12:00:00+00:00",
-        "finished_at": "2025-03-01T13:30:00",
-        "metrics": {"loss": 2.5, "steps": 100},
-    }
-    evaluation = {
-        "checkpoint": "checkpoints/run-0001",
-        "checkpoint_sha256": "c" * 64,
-        "release": "r1",
-        "split": "dev",
-        "metrics": {"loss": 2.75},
-        "created_at": "2025-03-01T14:00:00+00:00",
-    }
+RUN_RECORD = {
+    "run_id": "run-0001",
+    "stage": "stage1",
+    "profile": "tiny",
+    "release": "r1",
+    "base_checkpoint": None,
+    "base_run_id": None,
+    "checkpoint": "checkpoints/run-0001/hf",
+    "checkpoint_sha256": "c" * 64,
+    "config_path": "configs/stage1.yaml",
+    "config_sha256": "a" * 64,
+    "tokenizer_sha256": "b" * 64,
+    "code_version": "0.1.0+gtest",
+    "deepspeed_config": {"zero_optimization": {"stage": 2}, "bf16": {"enabled": True}},
+    "world_size": 8,
+    "status": "succeeded",
+    "started_at": "2025-03-01T12:00:00+00:00",
+    "finished_at": "2025-03-01T13:30:00",
+    "resumed_from_step": 40,
+    "dagster_run_id": "dagster-0001",
+    "metrics": {"final_loss": 2.5, "steps": 100},
+}
+EVAL_RECORD = {
+    "eval_id": "eval-0001",
+    "run_id": "run-0001",
+    "checkpoint": "checkpoints/run-0001/hf",
+    "checkpoint_sha256": "c" * 64,
+    "release": "r1",
+    "split": "dev",
+    "code_version": "0.1.0+gtest",
+    "created_at": "2025-03-01T14:00:00+00:00",
+    "dagster_run_id": None,
+    "metrics": {"loss": 2.75},
+}
+
+
+def records(project: Project, **run_changes: object) -> None:
+    """One training run and one evaluation, as their JSON files (`RunRecord`, `EvalRecord`)."""
+    run = {**RUN_RECORD, **run_changes}
     write_bytes_atomic(project.lake.root / "runs" / "run-0001.json", json.dumps(run).encode())
     write_bytes_atomic(
-        project.lake.root / "evals" / "eval-0001.json", json.dumps(evaluation).encode()
+        project.lake.root / "evals" / "eval-0001.json", json.dumps(EVAL_RECORD).encode()
     )
+
+
+def more_records(project: Project) -> None:
+    """The run rewritten as it ends, and a second stage based on it that is still running."""
+    records(project, status="succeeded", metrics={"final_loss": 2.25, "steps": 120})
+    second = {
+        **RUN_RECORD,
+        "run_id": "run-0002",
+        "stage": "mtp1",
+        "base_checkpoint": RUN_RECORD["checkpoint"],
+        "base_run_id": "run-0001",
+        "checkpoint": None,
+        "checkpoint_sha256": None,
+        "status": "running",
+        "finished_at": None,
+        "resumed_from_step": None,
+        "metrics": {},
+    }
+    write_bytes_atomic(project.lake.root / "runs" / "run-0002.json", json.dumps(second).encode())
 
 
 def stricter(project: Project) -> Project:
@@ -399,14 +435,30 @@ def test_release_run_and_evaluation_rows(full_lake: Project, built: Path) -> Non
     assert release_shards.height == 4 and release_shards["n_samples"].sum() == members.height
 
     (run,) = frame(built, "SELECT * FROM runs").to_dicts()
-    assert run["run_id"] == "run-0001" and run["stage"] == "stage1" and run["release"] == "r1"
-    assert json.loads(run["deepspeed_config"]) == {"zero_optimization": {"stage": 2}}
-    assert json.loads(run["metrics"]) == {"loss": 2.5, "steps": 100}
+    assert set(run) == set(RunRecord.model_fields) == set(RUN_RECORD)
+    json_columns = {"deepspeed_config", "metrics", "started_at", "finished_at"}
+    assert {k: v for k, v in run.items() if k not in json_columns} == {
+        k: v for k, v in RUN_RECORD.items() if k not in json_columns
+    }
+    assert json.loads(run["deepspeed_config"]) == RUN_RECORD["deepspeed_config"]
+    assert json.loads(run["metrics"]) == {"final_loss": 2.5, "steps": 100}
+    assert run["started_at"] == dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
     # A time written without a zone is read as UTC.
     assert run["finished_at"] - run["started_at"] == dt.timedelta(minutes=90)
     (evaluation,) = frame(built, "SELECT * FROM evals").to_dicts()
-    assert evaluation["eval_id"] == "eval-0001" and evaluation["split"] == "dev"
+    assert set(evaluation) == set(EvalRecord.model_fields) == set(EVAL_RECORD)
+    assert {k: v for k, v in evaluation.items() if k not in {"metrics", "created_at"}} == {
+        k: v for k, v in EVAL_RECORD.items() if k not in {"metrics", "created_at"}
+    }
     assert json.loads(evaluation["metrics"]) == {"loss": 2.75}
+    assert evaluation["created_at"] == dt.datetime(2025, 3, 1, 14, 0, tzinfo=dt.UTC)
+    columns = query_catalogue(
+        built,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'runs'",
+    )
+    types = {r["column_name"]: r["data_type"] for r in columns.to_pylist()}
+    assert types["deepspeed_config"] == types["metrics"] == "JSON"
+    assert types["world_size"] == types["resumed_from_step"] == "BIGINT"
 
     sources = frame(built, "SELECT * FROM sources ORDER BY name")
     assert sources["name"].to_list() == sorted(name for name, *_ in DEMO_SOURCES)
@@ -533,6 +585,7 @@ def _steps(project_box: list[Project]) -> dict[str, Callable[[], None]]:
         "shard": shard,
         "release": lambda: release(project(), "r1"),
         "records": lambda: records(project()),
+        "more_records": lambda: more_records(project()),
         "requality": requality,
         "remove": remove,
         "release_again": lambda: release(project(), "r2"),
@@ -541,7 +594,17 @@ def _steps(project_box: list[Project]) -> dict[str, Callable[[], None]]:
 
 
 ORDERS = [
-    ["ingest", "assess_some", "assess_rest", "shard", "release", "records", "requality", "remove"],
+    [
+        "ingest",
+        "assess_some",
+        "assess_rest",
+        "shard",
+        "release",
+        "records",
+        "more_records",
+        "requality",
+        "remove",
+    ],
     ["ingest", "records", "assess_rest", "assess_some", "requality", "shard", "remove", "release"],
     [
         "ingest",
@@ -554,6 +617,7 @@ ORDERS = [
         "assess_rest",
         "remove",
         "records",
+        "more_records",
     ],
 ]
 
@@ -648,6 +712,39 @@ def test_an_invalid_release_file_stops_the_build_and_changes_nothing(
         rebuild_catalogue(copied_lake)
     assert dump(copied_lake.catalogue_path) == before
     assert not [p for p in copied_lake.directory.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"stage": "stage9"}, r"not a valid run record .*stage: Input should be"),
+        ({"status": None}, r"not a valid run record .*status:"),
+        ({"loss_curve": [1, 2]}, r"not a valid run record .*loss_curve: Extra inputs"),
+        ({"started_at": "yesterday"}, r"not a valid run record .*started_at:"),
+        ({"run_id": "run-9999"}, r"run_id 'run-9999' differs from the file name \('run-0001'\)"),
+    ],
+    ids=["stage", "missing-status", "unknown-field", "bad-time", "wrong-id"],
+)
+def test_an_invalid_run_file_is_an_error_naming_it(
+    copied_lake: Project, change: dict, expected: str
+) -> None:
+    update_catalogue(copied_lake)
+    before = dump(copied_lake.catalogue_path)
+    run = {**RUN_RECORD, **change}
+    path = copied_lake.lake.root / "runs" / "run-0001.json"
+    write_bytes_atomic(path, json.dumps(run).encode())
+    with pytest.raises(CatalogueError, match=rf"^{re.escape(str(path))}: {expected}"):
+        update_catalogue(copied_lake)
+    with pytest.raises(CatalogueError, match=re.escape(str(path))):
+        rebuild_catalogue(copied_lake)
+    assert dump(copied_lake.catalogue_path) == before
+
+
+def test_an_invalid_eval_file_is_an_error_naming_it(copied_lake: Project) -> None:
+    path = copied_lake.lake.root / "evals" / "eval-0001.json"
+    write_bytes_atomic(path, b'{"eval_id": "eval-0001", "split": "holdout"')
+    with pytest.raises(CatalogueError, match=rf"^{re.escape(str(path))}: not a valid evaluation"):
+        rebuild_catalogue(copied_lake)
 
 
 # ---------------------------------------------------------------------------
@@ -752,10 +849,28 @@ def test_the_documentation_names_every_table_view_and_column(built: Path) -> Non
     (examples,) = re.findall(r"```sql\n(.*?)```", text, re.DOTALL)
     statements = [s for s in examples.split(";") if s.strip()]
     results = [query_catalogue(built, s) for s in statements]
-    assert len(results) == 3 and all(r.num_rows > 0 for r in results)
+    assert len(results) == 5 and all(r.num_rows > 0 for r in results)
     released = set(frame(built, "SELECT utterance_id FROM release_utterances")["utterance_id"])
     rows = frame(built, "SELECT * FROM utterances").filter(pl.col("utterance_id").is_in(released))
     lineage = pl.from_arrow(results[2])
     assert isinstance(lineage, pl.DataFrame)
     assert set(lineage["audio_path"]) == set(rows["audio_path"]) and len(released) > 4
+    # Runs of a release with their final loss; evaluations of a checkpoint.
+    assert results[3].to_pylist() == [
+        {
+            "run_id": "run-0001",
+            "stage": "stage1",
+            "profile": "tiny",
+            "status": "succeeded",
+            "base_run_id": None,
+            "finished_at": dt.datetime(2025, 3, 1, 13, 30, tzinfo=dt.UTC),
+            "final_loss": 2.5,
+        }
+    ]
+    (evaluation,) = results[4].to_pylist()
+    assert (evaluation["eval_id"], evaluation["run_id"], evaluation["stage"]) == (
+        "eval-0001",
+        "run-0001",
+        "stage1",
+    )
     assert f"CATALOGUE_SCHEMA_VERSION = {CATALOGUE_SCHEMA_VERSION}" in text
