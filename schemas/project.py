@@ -20,6 +20,7 @@ from schemas.release import ReleaseSpec
 from schemas.shards import ShardLimits
 from schemas.sources import OPTIONS_BY_KIND
 from schemas.tokens import TokenizerConfig
+from schemas.training import TrainingConfig
 
 SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
@@ -102,6 +103,9 @@ class ProjectConfig(BaseModel):
     shards: ShardLimits = Field(default_factory=ShardLimits)
     releases: list[ReleaseSpec] = Field(
         default_factory=list, description="releases the `release` asset creates"
+    )
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig, description="what the training stages train on"
     )
 
     @field_validator("version")
