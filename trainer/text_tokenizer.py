@@ -25,6 +25,10 @@ import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+# Registers `qwen2_mctp` with transformers: AutoTokenizer reads a checkpoint folder's
+# config.json, and our exported checkpoints carry their tokenizer.
+import trainer.model  # noqa: F401
+
 # The 20 tokens upstream's `update_tokenizer_for_glm4voice` adds as special tokens, in its
 # order. The audio names and the order are upstream's code; the strings of the
 # image/video/patch/quad/ref/box tokens are those of upstream's `vita_audio/constants.py`

@@ -35,6 +35,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.models.qwen2.configuration_qwen2 import Qwen2Config
 from transformers.models.qwen2.modeling_qwen2 import Qwen2ForCausalLM, Qwen2RMSNorm
@@ -340,3 +341,9 @@ class Qwen2MCTPForCausalLM(Qwen2ForCausalLM):
             loss = loss + self.config.mctp_loss_weight * mean_mctp
         output.loss = loss
         return output
+
+
+# Make `AutoConfig`/`AutoModelForCausalLM` (and `AutoTokenizer`, which reads config.json)
+# recognise exported checkpoints.
+AutoConfig.register(Qwen2MCTPConfig.model_type, Qwen2MCTPConfig, exist_ok=True)
+AutoModelForCausalLM.register(Qwen2MCTPConfig, Qwen2MCTPForCausalLM, exist_ok=True)
