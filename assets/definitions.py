@@ -19,6 +19,7 @@ from assets.release import release
 from assets.resources import VoxlakeProject
 from assets.shards import catalogue, shards
 from assets.tokens import build_tokens_asset
+from assets.training import TRAIN_ASSETS, evaluation
 from inference.glm4voice import checkpoint_sha256
 from pipelines.project import Project, load_project
 from pipelines.tokens_step import checkpoint_dir
@@ -26,6 +27,7 @@ from pipelines.tokens_step import checkpoint_dir
 INVENTORY_JOB = "inventory_job"
 UNIT_JOB = "unit_job"
 LAKE_JOB = "lake_job"
+TRAINING_JOB = "training_job"
 
 
 def build_definitions(project_dir: Path) -> dg.Definitions:
@@ -44,8 +46,10 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
     ]
     # Assets over the whole lake, run after the units.
     lake_assets = [quality_report, release]
+    # Training stages on `training.release`, then evaluation of the final checkpoint.
+    training_assets = [*TRAIN_ASSETS, evaluation]
     return dg.Definitions(
-        assets=[*inventories, *unit_assets, *lake_assets],
+        assets=[*inventories, *unit_assets, *lake_assets, *training_assets],
         jobs=[
             dg.define_asset_job(
                 INVENTORY_JOB,
@@ -63,8 +67,16 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
                 selection=dg.AssetSelection.assets(*lake_assets),
                 description="Lake-wide assets: reports and releases.",
             ),
+            dg.define_asset_job(
+                TRAINING_JOB,
+                selection=dg.AssetSelection.assets(*training_assets),
+                description="The four training stages on training.release, then evaluation.",
+            ),
         ],
-        resources={"project": VoxlakeProject(project_dir=str(project.directory))},
+        resources={
+            "project": VoxlakeProject(project_dir=str(project.directory)),
+            "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        },
     )
 
 

@@ -16,8 +16,15 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets.definitions import INVENTORY_JOB, LAKE_JOB, UNIT_JOB, build_definitions
+from assets.definitions import (
+    INVENTORY_JOB,
+    LAKE_JOB,
+    TRAINING_JOB,
+    UNIT_JOB,
+    build_definitions,
+)
 from assets.partitions import UNITS_PARTITIONS_NAME
+from assets.training import TRAINING_GROUP
 from pipelines.project import Project
 from pipelines.units import source_of_unit
 
@@ -168,7 +175,16 @@ def run_assets(
         if on_unit is not None:
             on_unit("", len(units), len(units))
 
-    lake_keys = [k for k in keys if not graph.get(k).is_partitioned and k.path[0] != "inventory"]
+    training_keys = [k for k in keys if graph.get(k).group_name == TRAINING_GROUP]
+    if select is None and project.config.training.release is None:
+        training_keys = []  # nothing to train on: "everything" means the data pipeline
+    lake_keys = [
+        k
+        for k in keys
+        if not graph.get(k).is_partitioned
+        and k.path[0] != "inventory"
+        and graph.get(k).group_name != TRAINING_GROUP
+    ]
     if lake_keys and not report.failures:
         result = defs.resolve_job_def(LAKE_JOB).execute_in_process(
             instance=instance,
@@ -178,4 +194,13 @@ def run_assets(
         )
         report.run_ids.append(result.run_id)
         report.failures += _failure_messages(result, "lake")
+    if training_keys and not report.failures:
+        result = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            asset_selection=training_keys,
+            raise_on_error=False,
+        )
+        report.run_ids.append(result.run_id)
+        report.failures += _failure_messages(result, "training")
     return report

@@ -1,0 +1,127 @@
+"""Training assets: the four VITA-Audio stages, launched with `deepspeed` through Dagster Pipes.
+
+`train_stage1 → train_mtp1 → train_mtp10 → train_sft`, each in the `gpu` pool. The
+asset plans the stage (pipelines.training), registers the run as `running`, runs the
+real `deepspeed` launcher with `PipesSubprocessClient` (rank 0 of the trainer streams
+loss and throughput as Pipes log events and reports the final materialisation), then
+registers the finished run in the catalogue. A stage killed halfway resumes from its
+last DeepSpeed checkpoint when it is materialised again.
+"""
+
+import dagster as dg
+
+from assets.resources import VoxlakeProject
+from pipelines.evaluation import run_evaluation
+from pipelines.training import (
+    TrainingError,
+    finish_run,
+    latest_succeeded_run,
+    plan_stage,
+    read_result,
+    start_run,
+)
+from pipelines.training_report import eval_markdown, loss_curve_markdown
+from schemas.training import STAGE_ORDER
+
+TRAINING_GROUP = "training"
+TRAIN_ASSET_KEYS = {stage: f"train_{stage}" for stage in STAGE_ORDER}
+
+
+def build_train_asset(stage: str) -> dg.AssetsDefinition:
+    """The asset `train_<stage>`, depending on the release or on the previous stage."""
+    index = STAGE_ORDER.index(stage)
+    upstream = "release" if index == 0 else TRAIN_ASSET_KEYS[STAGE_ORDER[index - 1]]
+
+    @dg.asset(
+        name=TRAIN_ASSET_KEYS[stage],
+        group_name=TRAINING_GROUP,
+        deps=[upstream],
+        pool="gpu",
+        kinds={"deepspeed", "pytorch"},
+        description=f"VITA-Audio training stage `{stage}` on `training.release`, launched with "
+        "the deepspeed launcher through Dagster Pipes; registers the run in the catalogue.",
+    )
+    def _train(
+        context: dg.AssetExecutionContext,
+        project: VoxlakeProject,
+        pipes_subprocess_client: dg.PipesSubprocessClient,
+    ) -> dg.MaterializeResult:
+        loaded = project.load()
+        try:
+            plan = plan_stage(loaded, stage)  # type: ignore[arg-type]
+        except TrainingError as error:
+            raise dg.Failure(str(error)) from error
+        record = start_run(loaded, plan, dagster_run_id=context.run.run_id)
+        context.log.info(f"run {plan.run_id}: {' '.join(plan.command)}")
+        try:
+            invocation = pipes_subprocess_client.run(
+                command=plan.command, context=context, env=plan.env
+            )
+            reported = invocation.get_materialize_result()
+            result = read_result(plan)
+        except BaseException:
+            finish_run(loaded, plan, record, None)
+            raise
+        done = finish_run(loaded, plan, record, result)
+        metadata = dict(reported.metadata or {})
+        metadata.update(
+            {
+                "run_id": done.run_id,
+                "release": done.release,
+                "checkpoint": dg.MetadataValue.path(str(plan.checkpoint)),
+                "checkpoint_sha256": done.checkpoint_sha256 or "",
+                "base_checkpoint": done.base_checkpoint or "random init",
+                "deepspeed_config": dg.MetadataValue.json(done.deepspeed_config),
+                "loss_curve": dg.MetadataValue.md(loss_curve_markdown(plan.run_dir)),
+            }
+        )
+        return dg.MaterializeResult(
+            metadata=metadata, data_version=dg.DataVersion(done.checkpoint_sha256 or "")
+        )
+
+    return _train
+
+
+TRAIN_ASSETS = [build_train_asset(stage) for stage in STAGE_ORDER]
+
+
+@dg.asset(
+    name="evaluation",
+    group_name=TRAINING_GROUP,
+    deps=[TRAIN_ASSET_KEYS["sft"]],
+    pool="gpu",
+    kinds={"pytorch", "duckdb"},
+    description="Evaluates the newest SFT checkpoint on training.release's held-out split: "
+    "text/audio loss and perplexity, per-MCTP-module top-1, and each decoding schedule's "
+    "agreement with Vanilla and speed-up; registered in the catalogue's `evals` table.",
+)
+def evaluation(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
+    """Evaluate the final checkpoint of the training chain."""
+    loaded = project.load()
+    release = loaded.config.training.release
+    run = latest_succeeded_run(loaded, "sft", release) if release else None
+    if run is None or run.checkpoint is None:
+        raise dg.Failure("no finished train_sft run on training.release; materialise it first")
+    record, _ = run_evaluation(
+        loaded,
+        loaded.lake.root / run.checkpoint,
+        release,
+        dagster_run_id=context.run.run_id,
+        progress=context.log.info,
+    )
+    metrics = record.metrics
+    return dg.MaterializeResult(
+        metadata={
+            "eval_id": record.eval_id,
+            "checkpoint": record.checkpoint,
+            "checkpoint_sha256": record.checkpoint_sha256,
+            "release": record.release,
+            "split": record.split,
+            "main_loss": metrics.get("main_loss"),
+            "text_ppl": metrics.get("text_ppl"),
+            "audio_ppl": metrics.get("audio_ppl"),
+            "mctp_top1": dg.MetadataValue.json(metrics.get("mctp_top1")),
+            "schedules": dg.MetadataValue.json(metrics.get("schedules")),
+            "report": dg.MetadataValue.md(eval_markdown(metrics)),
+        }
+    )
