@@ -449,6 +449,71 @@ def lineage_command(
     console.print(lineage_tree(result), highlight=False)
 
 
+def print_eval_table(metrics: dict[str, Any], title: str) -> None:
+    """An evaluation's losses, per-module accuracy and schedule comparison as rich tables."""
+    from rich.table import Table
+
+    from pipelines.training_report import SCHEDULE_HEADERS, schedule_rows
+
+    def fmt(value: Any, spec: str = ".3f") -> str:
+        return "–" if value is None else format(value, spec)
+
+    losses = Table(title=title, title_justify="left")
+    for header in ("measure", "value"):
+        losses.add_column(header)
+    losses.add_row("main loss (nats/token)", fmt(metrics.get("main_loss")))
+    losses.add_row(
+        "text loss / perplexity",
+        f"{fmt(metrics.get('text_loss'))} / {fmt(metrics.get('text_ppl'), '.1f')}",
+    )
+    losses.add_row(
+        "audio loss / perplexity",
+        f"{fmt(metrics.get('audio_loss'))} / {fmt(metrics.get('audio_ppl'), '.1f')}",
+    )
+    losses.add_row("main head top-1", fmt(metrics.get("main_top1")))
+    top1 = metrics.get("mctp_top1") or []
+    losses.add_row("MCTP top-1 by module", " ".join(fmt(v, ".2f") for v in top1) or "–")
+    console.print(losses)
+    schedules = Table(title="decoding schedules (same prompts, one run)", title_justify="left")
+    for header in SCHEDULE_HEADERS:
+        schedules.add_column(header)
+    for row in schedule_rows(metrics):
+        schedules.add_row(*row)
+    console.print(schedules)
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Hugging Face checkpoint folder")],
+    release: Annotated[str, typer.Option("--release", help="release whose held-out split to use")],
+    split: Annotated[str, typer.Option("--split", help="dev or test")] = "",
+    project_dir: ProjectOption = None,
+) -> None:
+    """Evaluate a checkpoint on a release's held-out split; register it in the catalogue."""
+    from pipelines.evaluation import run_evaluation
+
+    project = _load(project_dir)
+    settings = project.config.training.eval
+    if split:
+        if split not in ("dev", "test"):
+            raise _fail(f"--split must be dev or test, not {split!r}")
+        settings = settings.model_copy(update={"split": split})
+    if not checkpoint.is_dir():
+        raise _fail(f"{checkpoint}: no such checkpoint folder")
+    try:
+        record, _ = run_evaluation(
+            project,
+            checkpoint,
+            release,
+            settings,
+            progress=lambda message: console.print(f"[dim]{message}[/dim]"),
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise _fail(str(error)) from error
+    print_eval_table(record.metrics, f"{record.eval_id} ({checkpoint})")
+    console.print(f"registered evaluation {record.eval_id} in {project.catalogue_path}")
+
+
 @export_app.command("vita-jsonl")
 def export_vita(
     out: Annotated[Path, typer.Argument(help="output folder")],
@@ -585,6 +650,40 @@ def ui(
     raise typer.Exit(subprocess.call(command, env=env, cwd=project.directory))
 
 
+def _print_training(project: Project) -> Path | None:
+    """After a demo run: the runs table, the final evaluation and the final lineage."""
+    from pipelines.lineage import LineageError, lineage, lineage_tree
+    from pipelines.training import latest_succeeded_run
+
+    release = project.config.training.release
+    run = latest_succeeded_run(project, "sft", release) if release else None
+    if run is None or run.checkpoint is None:
+        return None
+    console.print("\n[bold]training runs[/bold] (catalogue table `runs`)")
+    _print_arrow(
+        _query(
+            project,
+            "SELECT stage, run_id, status, metrics->>'$.steps' AS steps, "
+            "round(CAST(metrics->>'$.final_loss' AS DOUBLE), 3) AS final_loss, "
+            "round(CAST(metrics->>'$.tokens_per_s' AS DOUBLE)) AS tokens_per_s "
+            "FROM runs ORDER BY started_at",
+        ),
+        "table",
+    )
+    evals = _query(
+        project,
+        "SELECT eval_id, metrics FROM evals WHERE checkpoint_sha256 = "
+        f"'{run.checkpoint_sha256}' ORDER BY created_at DESC LIMIT 1",
+    ).to_pylist()
+    if evals:
+        print_eval_table(json.loads(evals[0]["metrics"]), f"evaluation {evals[0]['eval_id']}")
+    try:
+        console.print(lineage_tree(lineage(project, run.run_id), max_items=5), highlight=False)
+    except LineageError as error:
+        err_console.print(f"[red]lineage:[/] {error}")
+    return project.lake.root / run.checkpoint
+
+
 @app.command()
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="demo project folder")] = Path("demo"),
@@ -620,6 +719,7 @@ def demo(
         )
         for problem in result.problems[:20]:
             err_console.print(f"[red]MISMATCH[/] {problem}", highlight=False)
+    final_checkpoint = _print_training(project) if ok else None
     reports = project.lake.reports_dir()
     console.print(
         "\nresults:\n"
@@ -627,7 +727,12 @@ def demo(
         f"  catalogue:      {project.catalogue_path}\n"
         f"  quality report: {reports / 'quality.html'}\n"
         f"  audit report:   {reports / 'audit.html'}\n"
-        f"  Dagster home:   {project.dagster_home} (runs, events; SQLite)\n"
+        + (
+            f"  checkpoint:     {final_checkpoint} (SFT, tiny profile)\n"
+            if final_checkpoint
+            else ""
+        )
+        + f"  Dagster home:   {project.dagster_home} (runs, events; SQLite)\n"
         f"  explore:        voxlake query --project {directory} "
         '"SELECT source, status, count(*) FROM utterances GROUP BY ALL"\n'
         f"  UI:             voxlake ui --project {directory}   (http://127.0.0.1:3000)"

@@ -8,6 +8,7 @@ from pathlib import Path
 from pipelines.fixtures.expected import DEMO_SOURCE_RULES
 from pipelines.project import PROJECT_FILE, Project, init_project, load_project
 from schemas import ProjectConfig, QualityPolicy, ReleaseSpec, SourceConfig
+from schemas.training import EvalSettings, TrainingConfig
 
 BUNDLED_CORPORA = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpora"
 
@@ -30,6 +31,16 @@ DEMO_POLICY = QualityPolicy.model_validate({"sources": DEMO_SOURCE_RULES})
 
 # Every accepted utterance, speakers split 80/10/10, exact duplicates dropped.
 DEMO_RELEASE = ReleaseSpec(name="demo-v1", where="TRUE", dev=0.1, test=0.1, dedup=True)
+
+
+# The four stages with the CPU-sized `tiny` profile on the demo release (a demo BPE text
+# tokenizer trained on its transcripts, a randomly initialised 2-layer Qwen2), then a
+# small evaluation on the held-out split.
+DEMO_TRAINING = TrainingConfig(
+    release=DEMO_RELEASE.name,
+    profile="tiny",
+    eval=EvalSettings(split="test", max_examples=16, decode_prompts=2, max_new_tokens=48),
+)
 
 
 def demo_config(project_dir: Path, corpora: Path = BUNDLED_CORPORA) -> ProjectConfig:
@@ -61,4 +72,5 @@ def demo_project(directory: Path) -> Project:
         return load_project(directory)
     if not BUNDLED_CORPORA.is_dir():
         raise FileNotFoundError(f"bundled corpora not found at {BUNDLED_CORPORA}")
-    return init_project(directory, demo_config(directory))
+    config = demo_config(directory).model_copy(update={"training": DEMO_TRAINING})
+    return init_project(directory, config)

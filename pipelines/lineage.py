@@ -457,6 +457,44 @@ def _when(value: dt.datetime | None) -> str:
     return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" if value else "-"
 
 
+_KEY_METRICS = (
+    "steps",
+    "final_loss",
+    "final_main_loss",
+    "tokens_per_s",
+    "main_loss",
+    "text_ppl",
+    "audio_ppl",
+    "main_top1",
+)
+
+
+def _key_metrics(metrics: dict[str, Any]) -> str:
+    """The headline numbers of a run or eval (`--json` has them all)."""
+    parts = []
+    for key in _KEY_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, float):
+            parts.append(f"{key} {value:.4g}")
+        elif value is not None:
+            parts.append(f"{key} {value}")
+    for row in metrics.get("schedules") or []:
+        if row.get("speedup_vs_vanilla") is not None and row["schedule"] != "vanilla":
+            parts.append(f"{row['schedule']} {row['speedup_vs_vanilla']:.2f}×")
+    return ", ".join(parts) or _compact(metrics)
+
+
+def _deepspeed_summary(config: dict[str, Any]) -> str:
+    """ZeRO stage, precision, batch and accumulation, clipping: what decides a run."""
+    zero = (config.get("zero_optimization") or {}).get("stage")
+    bf16 = (config.get("bf16") or {}).get("enabled")
+    return (
+        f"ZeRO-{zero}, {'bf16' if bf16 else 'fp32'}, micro batch "
+        f"{config.get('train_micro_batch_size_per_gpu')} × accumulation "
+        f"{config.get('gradient_accumulation_steps')}, clip {config.get('gradient_clipping')}"
+    )
+
+
 def _compact(value: Any, limit: int = 160) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -476,14 +514,14 @@ def _run_node(parent: Tree, run: RunRecord) -> Tree:
     node.add(f"config {escape(run.config_path)} (sha256 {_short(run.config_sha256)})")
     node.add(f"text tokenizer sha256 {_short(run.tokenizer_sha256)}")
     node.add(f"code {escape(run.code_version)}")
-    node.add(f"DeepSpeed {escape(_compact(run.deepspeed_config))}")
+    node.add(f"DeepSpeed {escape(_deepspeed_summary(run.deepspeed_config))}")
     resumed = (
         f", resumed from step {run.resumed_from_step}" if run.resumed_from_step is not None else ""
     )
     node.add(f"started {_when(run.started_at)}, finished {_when(run.finished_at)}{took}{resumed}")
     if run.dagster_run_id:
         node.add(f"Dagster run {escape(run.dagster_run_id)}")
-    node.add(f"metrics {escape(_compact(run.metrics))}")
+    node.add(f"metrics {escape(_key_metrics(run.metrics))}")
     return node
 
 
@@ -550,6 +588,6 @@ def lineage_tree(result: Lineage, max_items: int = 20) -> Tree:
     for evaluation in result.evals:
         evals.add(
             f"{escape(evaluation.eval_id)}: {escape(evaluation.release)} {evaluation.split}, "
-            f"{_when(evaluation.created_at)}, metrics {escape(_compact(evaluation.metrics))}"
+            f"{_when(evaluation.created_at)}, metrics {escape(_key_metrics(evaluation.metrics))}"
         )
     return root

@@ -73,3 +73,43 @@ def test_demo_summary_matches_the_bundled_corpora(tmp_path: Path, load_expected)
     # The runs are real Dagster runs in the project's instance.
     runs = list((tmp_path / "demo" / ".dagster").rglob("runs.db"))
     assert runs, "no Dagster run storage in the demo's DAGSTER_HOME"
+
+    # Training: the four tiny stages ran in order on the release, each starting from the
+    # previous checkpoint, and the final checkpoint was evaluated; the demo printed the
+    # evaluation table and the lineage of the final checkpoint.
+    stages = _voxlake(
+        "query",
+        "SELECT stage, status, release, base_run_id, run_id, checkpoint FROM runs "
+        "ORDER BY started_at",
+        "--format",
+        "json",
+        "--project",
+        str(tmp_path / "demo"),
+        cwd=tmp_path,
+    )
+    assert stages.returncode == 0, stages.stderr
+    runs_rows = json.loads(stages.stdout)
+    assert [(r["stage"], r["status"]) for r in runs_rows] == [
+        ("stage1", "succeeded"),
+        ("mtp1", "succeeded"),
+        ("mtp10", "succeeded"),
+        ("sft", "succeeded"),
+    ]
+    assert all(r["release"] == "demo-v1" for r in runs_rows)
+    assert [r["base_run_id"] for r in runs_rows[1:]] == [r["run_id"] for r in runs_rows[:-1]]
+    evals = _voxlake(
+        "query",
+        "SELECT checkpoint, split FROM evals",
+        "--format",
+        "json",
+        "--project",
+        str(tmp_path / "demo"),
+        cwd=tmp_path,
+    )
+    assert json.loads(evals.stdout) == [
+        {"checkpoint": runs_rows[-1]["checkpoint"], "split": "test"}
+    ]
+    for schedule in ("vanilla", "balance", "boost", "turbo"):
+        assert schedule in demo.stdout
+    assert f"checkpoint {runs_rows[-1]['checkpoint']}" in demo.stdout  # the lineage tree
+    assert "release demo-v1" in demo.stdout and "base: freshly initialised model" in demo.stdout
