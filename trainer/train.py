@@ -199,6 +199,28 @@ def _stack(batches: list[Any], device: torch.device) -> dict[str, torch.Tensor]:
     }
 
 
+def _truncate_log(log_path: Path, last_step: int) -> None:
+    """Keep only the logged steps up to `last_step` (all of them are in the checkpoint)."""
+    if not log_path.is_file():
+        return
+    kept = [
+        line
+        for line in log_path.read_text(encoding="utf-8").splitlines()
+        if line and json.loads(line)["step"] <= last_step
+    ]
+    tmp = log_path.with_name(f".{log_path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, log_path)
+
+
+def _last_logged(log_path: Path) -> dict[str, Any]:
+    """The last line of `train_log.jsonl`, or {} when nothing was logged yet."""
+    if not log_path.is_file():
+        return {}
+    lines = [line for line in log_path.read_text(encoding="utf-8").splitlines() if line]
+    return json.loads(lines[-1]) if lines else {}
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -254,6 +276,9 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
             state = TrainState(**{k: client_state[k] for k in asdict(TrainState())})
             report.info(f"resumed from DeepSpeed checkpoint {load_path} at step {state.step}")
         resumed_from_step = state.step or None
+        if rank == 0:
+            # Steps logged after the checkpoint are trained again: drop their old lines.
+            _truncate_log(out_dir / TRAIN_LOG, state.step)
 
         split = load_release_split(Path(args.lake), args.release, "train")
         mixture = [MixtureEntry(m.task, m.source, m.ratio) for m in stage.mixture]
@@ -281,7 +306,9 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
         window: dict[str, list[float]] = {"loss": [], "main": [], "tokens": []}
         mctp_window: list[list[float]] = []
         window_start = time.perf_counter()
-        last: dict[str, Any] = {}
+        # A resumed run that had already reached max_steps trains no further step: its
+        # final figures are the last ones it logged.
+        last: dict[str, Any] = _last_logged(log_path)
         freeze_lm = stage.trainable == "mctp_only"
         while state.step < stage.max_steps:
             step_start = time.perf_counter()
@@ -379,9 +406,11 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
             tmp = out_dir / f".{RESULT_FILE}.tmp"
             tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n", encoding="utf-8")
             os.replace(tmp, out_dir / RESULT_FILE)
+            final_loss = result["final_loss"]
             report.info(
-                f"stage {stage.stage} done: {state.step} steps, "
-                f"final loss {result['final_loss']:.4f}, checkpoint {out_dir / HF_DIR}"
+                f"stage {stage.stage} done: {state.step} steps, final loss "
+                f"{'–' if final_loss is None else f'{final_loss:.4f}'}, "
+                f"checkpoint {out_dir / HF_DIR}"
             )
             report.materialize(
                 {

@@ -160,6 +160,6 @@ def test_killed_stage_resumes_from_its_last_deepspeed_checkpoint(tmp_path: Path)
     logged = [
         json.loads(line)["step"] for line in (plan.run_dir / TRAIN_LOG).read_text().splitlines()
     ]
-    assert logged[-1] == 40 and set(range(2, 41, 2)) <= set(logged)
+    assert logged == list(range(2, 41, 2))  # steps after the checkpoint logged once, not twice
     assert (plan.run_dir / HF_DIR / "model.safetensors").is_file()
     assert not load_runs(project)  # launched by hand: registration is the asset's job
