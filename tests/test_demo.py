@@ -34,7 +34,7 @@ def _voxlake(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
-        timeout=600,
+        timeout=1200,
     )
 
 
