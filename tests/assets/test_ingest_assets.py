@@ -45,6 +45,11 @@ def test_definitions_load_with_one_inventory_per_source(project: Project) -> Non
         "shards",
         "catalogue",
         "release",
+        "train_stage1",
+        "train_mtp1",
+        "train_mtp10",
+        "train_sft",
+        "evaluation",
     }
     assert defs.resolve_job_def(UNIT_JOB).partitions_def is not None
     assert defs.resolve_job_def(INVENTORY_JOB) is not None
