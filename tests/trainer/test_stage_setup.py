@@ -1,6 +1,6 @@
 """Tests of what a stage is set up with: recipes (upstream defaults, tiny profile, launch
 line), the model it starts from (loading, speech-token resize, MCTP growth, freezing),
-optimiser groups and the learning-rate schedule, and packed attention reset."""
+optimiser groups and the learning-rate schedule, and checkpoint export."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from schemas.training import STAGE_ORDER, MixtureItem, StageConfig
 from trainer.checkpoints import checkpoint_sha256, export_checkpoint, prepare_model
-from trainer.model import Qwen2MCTPConfig, Qwen2MCTPForCausalLM
+from trainer.model import Qwen2MCTPForCausalLM
 from trainer.recipes import RecipeError, launch_command, load_stage_config, recipe_path
 from trainer.train import deepspeed_config, lr_lambda, param_groups
 
@@ -202,32 +202,6 @@ def test_deepspeed_config_is_zero2_with_clip_and_accumulation() -> None:
     assert config["gradient_accumulation_steps"] == 16
     assert config["train_micro_batch_size_per_gpu"] == 1
     assert config["gradient_clipping"] == 1.0 and config["bf16"] == {"enabled": True}
-
-
-def test_packed_samples_do_not_attend_to_each_other() -> None:
-    torch.manual_seed(0)
-    config = Qwen2MCTPConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        num_mctp_modules=1,
-        tie_word_embeddings=False,
-    )
-    model = Qwen2MCTPForCausalLM(config).eval()
-    first, second = torch.arange(3, 10), torch.arange(20, 26)
-    packed = torch.cat([first, second]).unsqueeze(0)
-    positions = torch.cat([torch.arange(7), torch.arange(6)]).unsqueeze(0)
-    with torch.no_grad():
-        together = model(packed, position_ids=positions)
-        alone = model(second.unsqueeze(0))
-    torch.testing.assert_close(together.logits[:, 7:], alone.logits, rtol=1e-5, atol=1e-5)
-    # The MCTP module too (its last position pairs with a zero embedding in both cases).
-    torch.testing.assert_close(
-        together.mctp_logits[0][:, 7:12], alone.mctp_logits[0][:, :5], rtol=1e-5, atol=1e-5
-    )
 
 
 def test_export_checkpoint_is_atomic_and_hashed(tmp_path: Path) -> None:
