@@ -185,22 +185,18 @@ def run_assets(
         and k.path[0] != "inventory"
         and graph.get(k).group_name != TRAINING_GROUP
     ]
-    if lake_keys and not report.failures:
-        result = defs.resolve_job_def(LAKE_JOB).execute_in_process(
+    for job, job_keys, label in (
+        (LAKE_JOB, lake_keys, "lake"),
+        (TRAINING_JOB, training_keys, "training"),
+    ):
+        if not job_keys or report.failures:
+            continue
+        result = defs.resolve_job_def(job).execute_in_process(
             instance=instance,
             run_config=run_config,
-            asset_selection=lake_keys,
+            asset_selection=job_keys,
             raise_on_error=False,
         )
         report.run_ids.append(result.run_id)
-        report.failures += _failure_messages(result, "lake")
-    if training_keys and not report.failures:
-        result = defs.resolve_job_def(TRAINING_JOB).execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            asset_selection=training_keys,
-            raise_on_error=False,
-        )
-        report.run_ids.append(result.run_id)
-        report.failures += _failure_messages(result, "training")
+        report.failures += _failure_messages(result, label)
     return report

@@ -31,6 +31,7 @@ from rich.tree import Tree
 
 from pipelines.catalogue import CATALOGUE_SCHEMA_VERSION, CatalogueError, open_catalogue_readonly
 from pipelines.project import Project
+from schemas.release import ReleaseShard
 from schemas.training import EvalRecord, RunRecord
 
 MIN_SHA256_PREFIX = 6
@@ -41,18 +42,6 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 class LineageError(Exception):
     """The lineage cannot be followed; the message says what was searched or what is missing."""
-
-
-class ShardLink(BaseModel):
-    """A shard of a release, with the checksum and size it had when released."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    shard: str = Field(description="path relative to the lake root")
-    sha256: str
-    bytes: int
-    source: str
-    unit: str
 
 
 class UnitLink(BaseModel):
@@ -102,7 +91,7 @@ class ReleaseLink(BaseModel):
     tokenizer_sha256: list[str] = Field(description="audio tokenizer checkpoint hashes")
     tokenizer_is_demo: bool
     code_version: str
-    shards: list[ShardLink]
+    shards: list[ReleaseShard]
     units: list[UnitLink]
     sources: list[SourceLink]
 
@@ -316,7 +305,7 @@ def _release(
         )
     (row,) = rows
     shards = [
-        ShardLink(**s)
+        ReleaseShard(**s)
         for s in _rows(
             con,
             "SELECT shard, sha256, bytes, source, unit FROM release_shards "

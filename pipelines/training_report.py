@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from quality.report import png_data_uri
 from trainer.train import TRAIN_LOG
-
-
-def png_data_uri(figure: Figure) -> str:
-    """The figure as a `data:image/png;base64,…` URI (no software tag: stable bytes)."""
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def read_train_log(run_dir: Path) -> list[dict[str, Any]]:

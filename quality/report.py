@@ -374,7 +374,8 @@ def _by_language(frame: pl.DataFrame) -> str:
     )
 
 
-def _png_data_uri(figure: Figure) -> str:
+def png_data_uri(figure: Figure) -> str:
+    """The figure as a `data:image/png;base64,…` URI with stable bytes."""
     buffer = io.BytesIO()
     # No "Software" tag: the same data gives the same bytes whatever matplotlib version.
     figure.savefig(buffer, format="png", metadata={"Software": None})
@@ -427,7 +428,7 @@ def histogram_png(
         loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, fontsize="small", frameon=False
     )
     axes.grid(axis="y", alpha=0.3)
-    return _png_data_uri(figure)
+    return png_data_uri(figure)
 
 
 def _distributions(frame: pl.DataFrame) -> str:

@@ -865,9 +865,12 @@ def eval_examples(
     system_message: str | None = None,
     interleave_ratio: Sequence[int] = DEFAULT_INTERLEAVE_RATIO,
     counts: DataCounts | None = None,
+    max_samples: int | None = None,
 ) -> list[Example]:
     """Every sample's example for each of `tasks`, in a fixed order (shards sorted, samples in
-    shard order, tasks in the given order); no shuffle, no split across ranks."""
+    shard order, tasks in the given order); no shuffle, no split across ranks. With
+    `max_samples`, reading stops after that many samples gave examples (a large held-out
+    split is not read whole for a capped evaluation)."""
     unknown = [task for task in tasks if task not in TASKS]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
@@ -887,4 +890,6 @@ def eval_examples(
             continue
         counts.examples += len(built)
         out += built
+        if max_samples is not None and len(out) >= max_samples * len(tasks):
+            break
     return out

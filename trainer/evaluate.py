@@ -28,7 +28,7 @@ from inference.generate import SCHEDULES, check_schedule_fits, generate, resolve
 from schemas.training import EvalSettings
 from trainer.checkpoints import checkpoint_sha256, load_base_model
 from trainer.data import Example, eval_examples, load_release_split
-from trainer.model import IGNORE_INDEX, Qwen2MCTPForCausalLM
+from trainer.model import IGNORE_INDEX, Qwen2MCTPForCausalLM, shifted_targets
 from trainer.text_tokenizer import SpeechVocab, load_text_tokenizer
 
 EVAL_TASKS = ("asr", "tts", "interleave")
@@ -115,11 +115,8 @@ class _Sums:
 
 
 def _targets(labels: torch.Tensor, offset: int) -> torch.Tensor:
-    """`labels` shifted left by `offset` (an example is one sample: no packing here)."""
-    out = torch.full_like(labels, IGNORE_INDEX)
-    if offset < labels.numel():
-        out[: labels.numel() - offset] = labels[offset:]
-    return out
+    """`labels` (one unpacked example) shifted left by `offset`, IGNORE_INDEX past the end."""
+    return shifted_targets(labels.unsqueeze(0), offset)[0]
 
 
 def _is_audio_target(targets: torch.Tensor, vocab: SpeechVocab) -> torch.Tensor:
@@ -241,7 +238,7 @@ def evaluate_checkpoint(
     split = load_release_split(lake_root, release, settings.split)
     if split.n_utterances == 0:
         raise ValueError(f"release {release!r} has no {settings.split!r} utterances to evaluate on")
-    examples = eval_examples(split, tokenizer, vocab, EVAL_TASKS)
+    examples = eval_examples(split, tokenizer, vocab, EVAL_TASKS, max_samples=settings.max_examples)
     by_task: dict[str, list[Example]] = defaultdict(list)
     for example in examples:
         if len(by_task[example.task]) < settings.max_examples:

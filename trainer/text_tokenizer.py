@@ -28,6 +28,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 # Registers `qwen2_mctp` with transformers: AutoTokenizer reads a checkpoint folder's
 # config.json, and our exported checkpoints carry their tokenizer.
 import trainer.model  # noqa: F401
+from trainer.checkpoints import folder_sha256
 
 # The 20 tokens upstream's `update_tokenizer_for_glm4voice` adds as special tokens, in its
 # order. The audio names and the order are upstream's code; the strings of the
@@ -324,13 +325,8 @@ def load_text_tokenizer(path: Path) -> tuple[PreTrainedTokenizerFast, SpeechVoca
 
 
 def tokenizer_sha256(path: Path) -> str:
-    """Content hash of a tokenizer folder: sha256 over sorted relative paths and file sha256s."""
+    """Content hash of a tokenizer folder (`trainer.checkpoints.folder_sha256`)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no tokenizer folder at {path}")
-    digest = hashlib.sha256()
-    files = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
-    for relative in sorted(files):
-        file_hash = hashlib.sha256(files[relative].read_bytes()).hexdigest()
-        digest.update(f"{relative}\0{file_hash}\n".encode())
-    return digest.hexdigest()
+    return folder_sha256(path)
