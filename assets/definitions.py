@@ -20,9 +20,8 @@ from assets.resources import VoxlakeProject
 from assets.shards import catalogue, shards
 from assets.tokens import build_tokens_asset
 from assets.training import TRAIN_ASSETS, evaluation
-from inference.glm4voice import checkpoint_sha256
-from pipelines.project import Project, load_project
-from pipelines.tokens_step import checkpoint_dir
+from pipelines.project import load_project
+from pipelines.tokenizer import tokenizer_checkpoint_sha256
 
 INVENTORY_JOB = "inventory_job"
 UNIT_JOB = "unit_job"
@@ -40,7 +39,11 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
     unit_assets = [
         manifest,
         build_quality_asset(project.config.quality),
-        build_tokens_asset(_tokenizer_sha256(project)),
+        build_tokens_asset(
+            # The checkpoint's content hash versions the tokens asset; hashing is cached
+            # by the checkpoint loader, so a 1.5 GB checkpoint is hashed once per process.
+            tokenizer_checkpoint_sha256(project.directory, project.config.tokenizer)
+        ),
         shards,
         catalogue,
     ]
@@ -78,13 +81,6 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
         },
     )
-
-
-def _tokenizer_sha256(project: Project) -> str | None:
-    # The checkpoint's content hash versions the tokens asset; hashing is cached by
-    # the checkpoint loader, so a 1.5 GB checkpoint is hashed once, not on every load.
-    folder = checkpoint_dir(project)
-    return checkpoint_sha256(folder) if (folder / "model.safetensors").exists() else None
 
 
 def _project_dir_from_env() -> Path:

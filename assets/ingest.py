@@ -11,10 +11,11 @@ import polars as pl
 
 from assets.partitions import UNITS_PARTITIONS_NAME, units_partitions
 from assets.resources import VoxlakeProject
-from pipelines.ingest import build_manifest, inventory_source
-from pipelines.lake import sha256_file
+from pipelines.steps.inventory import inventory_source
+from pipelines.steps.manifest import build_manifest
 from pipelines.units import read_units_index, source_of_unit
 from schemas import SourceConfig, UnitPlan
+from schemas.hashing import sha256_file
 
 INGEST_GROUP = "ingest"
 PREVIEW_ROWS = 10

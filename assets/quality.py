@@ -12,8 +12,8 @@ import dagster as dg
 
 from assets.partitions import units_partitions
 from assets.resources import VoxlakeProject
-from pipelines.quality_step import assess_unit
-from pipelines.report import write_report
+from pipelines.steps.quality import assess_unit
+from pipelines.steps.quality_report import write_report
 from pipelines.units import source_of_unit
 from quality.distribution import implausible_distribution
 from quality.report import markdown_summary

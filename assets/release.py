@@ -8,9 +8,9 @@ shard of every release still has the sha256 recorded when it was released.
 import dagster as dg
 
 from assets.resources import VoxlakeProject
-from pipelines.audit import verify_release_shards
-from pipelines.catalogue import update_catalogue
-from pipelines.releases import create_release, load_release, release_summary
+from pipelines.catalogue.build import update_catalogue
+from pipelines.releases.audit import verify_release_shards
+from pipelines.releases.create import create_release, load_release, release_summary
 
 RELEASE_GROUP = "releases"
 

@@ -15,8 +15,8 @@ import polars as pl
 
 from assets.partitions import units_partitions
 from assets.resources import VoxlakeProject
-from pipelines.catalogue import update_catalogue
-from pipelines.shards_step import shard_unit
+from pipelines.catalogue.build import update_catalogue
+from pipelines.steps.shards import shard_unit
 from pipelines.units import source_of_unit
 
 SHARDS_GROUP = "shards"

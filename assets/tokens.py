@@ -12,7 +12,7 @@ import dagster as dg
 from assets.partitions import units_partitions
 from assets.resources import VoxlakeProject
 from inference.glm4voice import expected_code_count
-from pipelines.tokens_step import tokenize_unit
+from pipelines.steps.tokens import tokenize_unit
 from pipelines.units import source_of_unit
 
 TOKENS_GROUP = "tokens"

@@ -11,16 +11,16 @@ last DeepSpeed checkpoint when it is materialised again.
 import dagster as dg
 
 from assets.resources import VoxlakeProject
-from pipelines.evaluation import run_evaluation
-from pipelines.training import (
+from pipelines.steps.evaluation import eval_markdown, run_evaluation
+from pipelines.steps.train import (
     TrainingError,
     finish_run,
     latest_succeeded_run,
+    loss_curve_markdown,
     plan_stage,
     read_result,
     start_run,
 )
-from pipelines.training_report import eval_markdown, loss_curve_markdown
 from schemas.training import STAGE_ORDER
 
 TRAINING_GROUP = "training"

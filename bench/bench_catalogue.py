@@ -58,16 +58,16 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipelines.catalogue import (  # noqa: E402
+from pipelines.catalogue.build import (
     open_catalogue_readonly,
     query_catalogue,
     rebuild_catalogue,
     update_catalogue,
 )
-from pipelines.lake import write_parquet_atomic  # noqa: E402
-from pipelines.project import Project, init_project  # noqa: E402
-from pipelines.units import write_units_index  # noqa: E402
-from schemas import ProjectConfig, SourceConfig, UnitPlan  # noqa: E402
+from pipelines.lake.atomic import write_parquet_atomic
+from pipelines.project import Project, init_project
+from pipelines.units import write_units_index
+from schemas import ProjectConfig, SourceConfig, UnitPlan
 
 README = REPO / "bench" / "README.md"
 SECTION_TITLE = "## Catalogue queries"

@@ -51,8 +51,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from inference.generate import SCHEDULES, GenerationResult, generate  # noqa: E402
-from trainer.model import Qwen2MCTPConfig, Qwen2MCTPForCausalLM  # noqa: E402
+from inference.generate import SCHEDULES, GenerationResult, generate
+from trainer.model import Qwen2MCTPConfig, Qwen2MCTPForCausalLM
 
 UPSTREAM = {
     "model": "Qwen2.5-7B-Instruct + 10 MCTP modules (VITA-Audio)",

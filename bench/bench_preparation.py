@@ -10,11 +10,11 @@ cell) with the utterances cut from it.
 Measured in one run, in × real time (seconds of source audio per second of
 wall time):
 
-- decode-only: `pipelines.audio.decode` of each recording to float32, nothing else;
-- full preparation: `pipelines.audio.prepare_many` (decode, mono, resample to
+- decode-only: `pipelines.audio.decode.decode` of each recording to float32, nothing else;
+- full preparation: `pipelines.audio.prepare.prepare_many` (decode, mono, resample to
   16 kHz once per recording, cut each utterance) plus, for every utterance,
   `quality.measures.measure(samples, 16000, text)` (every quality measure) and
-  `pipelines.audio.pcm_sha256` (the content hash of the quality record);
+  `pipelines.audio.pcm.pcm_sha256` (the content hash of the quality record);
 
 each on one core (one process) and on all cores (one process per core, the
 recordings split between them round-robin, timed from a common start to the
@@ -36,35 +36,30 @@ import os
 for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
-import argparse  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import io
+import json
+import multiprocessing as mp
+import platform
+import re
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipelines import audio  # noqa: E402
-from pipelines.audio import (  # noqa: E402
-    TARGET_SAMPLE_RATE_HZ,
-    PreparedAudio,
-    Segment,
-    decode,
-    pcm_sha256,
-    prepare_many,
-)
-from pipelines.audio_ref import AudioOpener  # noqa: E402
-from quality import levels, snr, spectrum  # noqa: E402
-from quality import measures as quality_measures  # noqa: E402
+from pipelines.audio.decode import decode
+from pipelines.audio.pcm import pcm_sha256
+from pipelines.audio.prepare import PreparedAudio, Segment, cut, prepare_many, resample, to_mono
+from pipelines.audio.ref import AudioOpener
+from quality import levels, snr, spectrum
+from quality import measures as quality_measures
+from schemas.audio import TARGET_SAMPLE_RATE_HZ
 
 README = REPO / "bench" / "README.md"
 SECTION_TITLE = "## Preparation throughput"
@@ -223,7 +218,7 @@ def _scrub(x: np.ndarray) -> np.ndarray:
 
 
 def _cut_copy(signal: np.ndarray, segment: Segment) -> np.ndarray:
-    return audio.cut(signal, segment.offset_s, segment.duration_s).copy()
+    return cut(signal, segment.offset_s, segment.duration_s).copy()
 
 
 def profile_steps(recordings: list[Recording]) -> dict[str, float]:
@@ -238,8 +233,8 @@ def profile_steps(recordings: list[Recording]) -> dict[str, float]:
 
     for recording in recordings:
         decoded = timed("decode", decode, io.BytesIO(recording.data), recording.name)
-        mono = timed("to_mono", audio.to_mono, decoded.samples)
-        signal = timed("resample to 16 kHz", audio.resample, mono, decoded.sample_rate_hz)
+        mono = timed("to_mono", to_mono, decoded.samples)
+        signal = timed("resample to 16 kHz", resample, mono, decoded.sample_rate_hz)
         for segment, text in recording.utterances:
             if segment.offset_s == 0.0 and segment.duration_s is None:
                 x = signal
@@ -282,8 +277,8 @@ def _section(results: dict[tuple[str, int], tuple[float, float]],
         f"{workload['utterances']:.0f} utterances: WAV, FLAC, MP3 in tars, Ogg Vorbis, Opus, "
         f"Arrow/Parquet cells, WenetSpeech Opus recordings), in memory, repeated "
         f"{workload['repeats']:.0f} times = {workload['total_s']:.0f} s of audio. "
-        "Decode-only: `pipelines.audio.decode` to float32. Full preparation: "
-        "`pipelines.audio.prepare_many` (decode, mono, resample to 16 kHz once per "
+        "Decode-only: `pipelines.audio.decode.decode` to float32. Full preparation: "
+        "`pipelines.audio.prepare.prepare_many` (decode, mono, resample to 16 kHz once per "
         "recording, cut each utterance) + `quality.measures.measure` + `pcm_sha256` per "
         "utterance. × RT = seconds of source audio per second of wall time; all cores = one "
         "process per core, recordings split round-robin, common start to last finish. "

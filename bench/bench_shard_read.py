@@ -54,17 +54,11 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipelines.audio import TARGET_SAMPLE_RATE_HZ, encode_flac16, pcm_sha256  # noqa: E402
-from pipelines.shards import (  # noqa: E402
-    ShardSample,
-    decode_codes,
-    read_index,
-    read_member,
-    read_members,
-    shard_key,
-    write_shards,
-)
-from schemas.shards import ShardLimits, ShardSampleMeta  # noqa: E402
+from pipelines.audio.pcm import encode_flac16, pcm_sha256
+from pipelines.shards.reader import read_index, read_member, read_members
+from pipelines.shards.writer import ShardSample, write_shards
+from schemas.audio import TARGET_SAMPLE_RATE_HZ
+from schemas.shards import ShardLimits, ShardSampleMeta, decode_codes, shard_key
 
 README = REPO / "bench" / "README.md"
 SECTION_TITLE = "## Shard reads"

@@ -53,7 +53,7 @@ from transformers import WhisperFeatureExtractor
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from inference.glm4voice import (  # noqa: E402
+from inference.glm4voice import (
     RELEASED_CONFIG,
     RELEASED_PREPROCESSOR,
     GLM4VoiceTokenizer,
@@ -61,15 +61,15 @@ from inference.glm4voice import (  # noqa: E402
     load_tokenizer,
     write_demo_checkpoint,
 )
-from inference.glm4voice.demo import calibration_signal, init_random_weights  # noqa: E402
-from inference.glm4voice.features import split_windows, window_features  # noqa: E402
-from inference.glm4voice.model import (  # noqa: E402
+from inference.glm4voice.demo import calibration_signal, init_random_weights
+from inference.glm4voice.features import split_windows, window_features
+from inference.glm4voice.model import (
     LENGTH_QUANTUM_FRAMES,
     ROWS_PER_CALL,
     WhisperVQEncoder,
     padded_feature_frames,
 )
-from inference.glm4voice.tokenizer import (  # noqa: E402
+from inference.glm4voice.tokenizer import (
     DEFAULT_MAX_BATCH_FRAMES,
     TokenizeStats,
     plan_batches,

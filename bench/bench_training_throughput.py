@@ -33,12 +33,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "trainer"))
 
-from tiny_release import build_tiny_release  # noqa: E402
+from tiny_release import build_tiny_release
 
-from pipelines.project import init_project  # noqa: E402
-from pipelines.training import finish_run, plan_stage, read_result, start_run  # noqa: E402
-from schemas import ProjectConfig  # noqa: E402
-from schemas.training import STAGE_ORDER, TrainingConfig  # noqa: E402
+from pipelines.project import init_project
+from pipelines.steps.train import finish_run, plan_stage, read_result, start_run
+from schemas import ProjectConfig
+from schemas.training import STAGE_ORDER, TrainingConfig
 
 
 def _cpu_name() -> str:

@@ -118,8 +118,8 @@ def _peak_rss_mb() -> float:
 
 def measure_inventory(corpus_dir: Path, lake_dir: Path) -> dict[str, float]:
     """Run voxlake's inventory of `corpus_dir` (in this process) and report rows/s and RSS."""
-    from pipelines.ingest import inventory_source
-    from pipelines.lake import Lake
+    from pipelines.lake.paths import Lake
+    from pipelines.steps.inventory import inventory_source
     from schemas import SourceConfig, UnitLimits
 
     source = SourceConfig(name="wenet", kind="wenetspeech", path=str(corpus_dir))

@@ -29,7 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.markup import escape
 from rich.tree import Tree
 
-from pipelines.catalogue import CATALOGUE_SCHEMA_VERSION, CatalogueError, open_catalogue_readonly
+from pipelines.catalogue.build import (
+    CATALOGUE_SCHEMA_VERSION,
+    CatalogueError,
+    open_catalogue_readonly,
+)
 from pipelines.project import Project
 from schemas.release import ReleaseShard
 from schemas.training import EvalRecord, RunRecord

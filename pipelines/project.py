@@ -17,7 +17,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from pipelines.lake import Lake
+from pipelines.lake.paths import Lake
+from pipelines.tokenizer import ensure_checkpoint
 from schemas import ProjectConfig, SourceConfig
 from schemas.tokens import DEMO_TOKENIZER_DIR
 
@@ -128,7 +129,5 @@ def init_project(directory: Path, config: ProjectConfig | None = None) -> Projec
     # The default tokenizer is a demo checkpoint voxlake writes itself; writing it now
     # keeps the tokens asset's code version (the checkpoint hash) stable from the start.
     if project.config.tokenizer.checkpoint == DEMO_TOKENIZER_DIR:
-        from pipelines.tokens_step import ensure_checkpoint
-
-        ensure_checkpoint(project)
+        ensure_checkpoint(project.directory, project.config.tokenizer)
     return project

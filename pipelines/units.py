@@ -22,16 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.id_set import CompactIdSet
-from pipelines.lake import Lake, write_bytes_atomic
+from pipelines.lake.atomic import write_bytes_atomic
+from pipelines.lake.paths import Lake
+from pipelines.sources.base import ItemGroup
 from schemas import InventoryItem, RejectReason, UnitLimits, UnitPlan
-
-
-@dataclass
-class ItemGroup:
-    """Items that must land in the same unit; `prefix` names the unit family (e.g. a split)."""
-
-    prefix: str
-    items: list[InventoryItem] = field(default_factory=list)
 
 
 def _safe_prefix(prefix: str) -> str:

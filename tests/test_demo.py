@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo import DEMO_SOURCES
+from pipelines.demo.project import DEMO_SOURCES
 
 EXPECTED_NAME = {
     "librispeech": "librispeech",

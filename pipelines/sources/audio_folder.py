@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pipelines.audio_ref import AudioRefError, resolve_under
-from pipelines.sources.base import read_text_file, rejected_item
-from pipelines.units import ItemGroup
+from pipelines.audio.ref import AudioRefError, resolve_under
+from pipelines.sources.base import ItemGroup, read_text_file, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import AudioFolderOptions
 

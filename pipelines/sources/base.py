@@ -1,4 +1,5 @@
-"""What every connector shares: making inventory items and reading corpus text safely.
+"""What every connector shares: the connector protocol, item groups, making inventory items and
+reading corpus text safely.
 
 A connector module (`pipelines/sources/<kind>.py`) exposes one function,
 `inventory(path, options) -> Iterator[ItemGroup]`, that parses corpus metadata
@@ -9,10 +10,36 @@ counted and rejected with its reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from schemas import InventoryItem, RejectReason
+
+
+@dataclass
+class ItemGroup:
+    """Items that must land in the same unit; `prefix` names the unit family (e.g. a split)."""
+
+    prefix: str
+    items: list[InventoryItem] = field(default_factory=list)
+
+
+Inventory = Callable[[Path, Any], Iterator[ItemGroup]]
+"""A connector's `inventory(path, options)`: the source's items, grouped."""
+
+
+def connector(kind: str) -> Inventory:
+    """The `inventory` function of the connector for `kind`."""
+    module = importlib.import_module(f"pipelines.sources.{kind}")
+    return module.inventory
+
+
+def source_root(path: Path) -> Path:
+    """The folder audio paths are relative to: the path itself, or a manifest file's folder."""
+    return path if path.is_dir() else path.parent
 
 
 def rejected_item(

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.audio_ref import safe_member_name
-from pipelines.sources.base import rejected_item
-from pipelines.units import ItemGroup
+from pipelines.audio.ref import safe_member_name
+from pipelines.sources.base import ItemGroup, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import EmiliaOptions
 

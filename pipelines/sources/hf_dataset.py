@@ -32,8 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from pipelines.sources.base import rejected_item
-from pipelines.units import ItemGroup
+from pipelines.sources.base import ItemGroup, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import HFDatasetOptions
 

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.sources.base import rejected_item
-from pipelines.units import ItemGroup
+from pipelines.sources.base import ItemGroup, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import LibriSpeechOptions
 

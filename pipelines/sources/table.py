@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.sources.base import rejected_item
-from pipelines.units import ItemGroup
+from pipelines.sources.base import ItemGroup, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import TableOptions
 

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.sources.base import read_text_lines, rejected_item
-from pipelines.units import ItemGroup
+from pipelines.sources.base import ItemGroup, read_text_lines, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import VitaJsonlOptions
 

@@ -19,8 +19,7 @@ from typing import Any
 
 import ijson
 
-from pipelines.sources.base import rejected_item
-from pipelines.units import ItemGroup
+from pipelines.sources.base import ItemGroup, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import WenetSpeechOptions
 

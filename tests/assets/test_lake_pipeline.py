@@ -15,13 +15,13 @@ import soundfile as sf
 import webdataset as wds
 
 from assets.runner import run_assets
-from pipelines.audit import audit
-from pipelines.catalogue import open_catalogue_readonly, rebuild_catalogue
-from pipelines.demo import demo_config
+from pipelines.catalogue.build import open_catalogue_readonly, rebuild_catalogue
+from pipelines.demo.project import demo_config
 from pipelines.project import Project, init_project
-from pipelines.releases import ReleaseError, create_release, load_release
-from pipelines.shards import decode_codes
+from pipelines.releases.audit import audit
+from pipelines.releases.create import ReleaseError, create_release, load_release
 from schemas import ProjectConfig, ReleaseSpec
+from schemas.shards import decode_codes
 
 TABLES = [
     "utterances",

@@ -16,7 +16,7 @@ from dagster._core.loader import LoadingContextForTest
 import assets.quality as quality_assets
 from assets.definitions import INVENTORY_JOB, LAKE_JOB, UNIT_JOB, build_definitions
 from assets.partitions import UNITS_PARTITIONS_NAME
-from pipelines.demo import demo_config
+from pipelines.demo.project import demo_config
 from pipelines.project import Project, init_project
 from schemas import ProjectConfig
 

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from assets.definitions import INVENTORY_JOB, UNIT_JOB, build_definitions
 from assets.partitions import UNITS_PARTITIONS_NAME
 from inference.glm4voice import expected_code_count, write_demo_checkpoint
-from pipelines.cli import app
-from pipelines.demo import demo_config
+from pipelines.cli.app import app
+from pipelines.demo.project import demo_config
 from pipelines.project import Project, init_project
 from schemas import ProjectConfig
 

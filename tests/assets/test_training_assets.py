@@ -23,9 +23,9 @@ from safetensors.torch import load_file
 from assets.resources import VoxlakeProject
 from assets.runner import open_instance
 from assets.training import TRAIN_ASSETS
-from pipelines.catalogue import query_catalogue
+from pipelines.catalogue.build import query_catalogue
 from pipelines.project import Project, init_project
-from pipelines.training import load_runs, plan_stage
+from pipelines.steps.train import load_runs, plan_stage
 from schemas import ProjectConfig
 from schemas.training import TrainingConfig
 from trainer.recipes import RECIPES_DIR

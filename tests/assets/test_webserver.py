@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo import demo_config
+from pipelines.demo.project import demo_config
 from pipelines.project import init_project
 
 

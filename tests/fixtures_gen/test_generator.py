@@ -23,16 +23,19 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipelines.audio import TARGET_SAMPLE_RATE_HZ, AudioDecodeError, Segment, prepare_many
-from pipelines.audio_ref import AudioOpener
-from pipelines.fixtures import EXPECTED_NAMES, espeak_available, make_fixtures
-from pipelines.fixtures.expected import DEMO_SOURCE_RULES, LATER_REASONS, REASONS, read_expected
-from pipelines.ingest import inventory_source, manifest_records
-from pipelines.lake import Lake
-from pipelines.sources import source_root
+from pipelines.audio.decode import AudioDecodeError
+from pipelines.audio.prepare import Segment, prepare_many
+from pipelines.audio.ref import AudioOpener
+from pipelines.demo.corpus import EXPECTED_NAMES, espeak_available, make_fixtures
+from pipelines.demo.corpus.expected import DEMO_SOURCE_RULES, LATER_REASONS, REASONS, read_expected
+from pipelines.lake.paths import Lake
+from pipelines.sources.base import source_root
+from pipelines.steps.inventory import inventory_source
+from pipelines.steps.manifest import manifest_records
 from quality.measures import measure
 from quality.policy import judge
 from schemas import QualityPolicy, SourceConfig, UnitLimits
+from schemas.audio import TARGET_SAMPLE_RATE_HZ
 
 COMMITTED = Path(__file__).resolve().parents[1] / "data" / "corpora"
 
@@ -64,7 +67,7 @@ def test_expected_files_equal_the_committed_copy(generated: Path) -> None:
     for name in EXPECTED_NAMES:
         fresh = (generated / "expected" / f"{name}.jsonl").read_text(encoding="utf-8")
         committed = (COMMITTED / "expected" / f"{name}.jsonl").read_text(encoding="utf-8")
-        assert fresh == committed, f"{name}: regenerate with python -m pipelines.fixtures"
+        assert fresh == committed, f"{name}: regenerate with python -m pipelines.demo.corpus"
 
 
 def test_generated_tree_equals_the_committed_tree(generated: Path) -> None:

@@ -21,8 +21,9 @@ from inference.glm4voice import (
 from inference.glm4voice.features import window_features
 from inference.glm4voice.reference import module_encoder, reference_tokenize
 from inference.glm4voice.tokenizer import length_groups, plan_batches
-from pipelines.audio import AudioDecodeError, Segment, prepare_many
-from pipelines.audio_ref import AudioOpener
+from pipelines.audio.decode import AudioDecodeError
+from pipelines.audio.prepare import Segment, prepare_many
+from pipelines.audio.ref import AudioOpener
 
 RATE = 16000
 

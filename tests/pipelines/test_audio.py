@@ -14,24 +14,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines import audio
-from pipelines.audio import (
-    CODEC_TOLERANCE_S,
-    TARGET_SAMPLE_RATE_HZ,
-    AudioDecodeError,
+import pipelines.audio.prepare as prepare_module
+from pipelines.audio.decode import CODEC_TOLERANCE_S, AudioDecodeError, DecodedAudio, decode
+from pipelines.audio.pcm import encode_flac16, pcm16, pcm_sha256
+from pipelines.audio.prepare import (
     PreparedAudio,
     Segment,
     cut,
-    decode,
-    encode_flac16,
-    pcm16,
-    pcm_sha256,
     prepare,
     prepare_many,
     resample,
     to_mono,
 )
-from pipelines.audio_ref import AudioOpener
+from pipelines.audio.ref import AudioOpener
+from schemas.audio import TARGET_SAMPLE_RATE_HZ
 
 RATE = TARGET_SAMPLE_RATE_HZ
 FFMPEG_CLI = shutil.which("ffmpeg")
@@ -218,9 +214,9 @@ def test_a_recording_is_decoded_and_resampled_once_per_unit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls = {"decode": 0, "resample": 0}
-    real_decode, real_resample = audio.decode, audio.resample
+    real_decode, real_resample = prepare_module.decode, prepare_module.resample
 
-    def counting_decode(*args: object, **kwargs: object) -> audio.DecodedAudio:
+    def counting_decode(*args: object, **kwargs: object) -> DecodedAudio:
         calls["decode"] += 1
         return real_decode(*args, **kwargs)  # type: ignore[arg-type]
 
@@ -228,8 +224,8 @@ def test_a_recording_is_decoded_and_resampled_once_per_unit(
         calls["resample"] += 1
         return real_resample(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(audio, "decode", counting_decode)
-    monkeypatch.setattr(audio, "resample", counting_resample)
+    monkeypatch.setattr(prepare_module, "decode", counting_decode)
+    monkeypatch.setattr(prepare_module, "resample", counting_resample)
     files = {
         "long.flac": _write(_tone(440, 48000, 12.0), 48000, "FLAC", "PCM_16").getvalue(),
         "other.flac": _write(_tone(440, 48000, 3.0), 48000, "FLAC", "PCM_16").getvalue(),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.audio_ref import AudioOpener, AudioRefError, probe_header, resolve_under
+from pipelines.audio.ref import AudioOpener, AudioRefError, probe_header, resolve_under
 
 
 def _tone(path: Path, rate_hz: int = 16000, seconds: float = 1.0, fmt: str | None = None) -> None:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.catalogue import (
+from pipelines.catalogue.build import (
     CATALOGUE_SCHEMA_VERSION,
     TABLES,
     VIEWS,
@@ -38,12 +38,13 @@ from pipelines.catalogue import (
     rebuild_catalogue,
     update_catalogue,
 )
-from pipelines.demo import DEMO_SOURCES, demo_config
-from pipelines.ingest import build_manifest, inventory_source
-from pipelines.lake import write_bytes_atomic, write_parquet_atomic
+from pipelines.demo.project import DEMO_SOURCES, demo_config
+from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
+from pipelines.lake.views import QueryError
 from pipelines.project import Project, init_project, load_project
-from pipelines.quality_step import assess_unit
-from pipelines.query import QueryError
+from pipelines.steps.inventory import inventory_source
+from pipelines.steps.manifest import build_manifest
+from pipelines.steps.quality import assess_unit
 from pipelines.units import read_units_index
 from schemas import SHARD_INDEX_ARROW_SCHEMA, TOKENS_ARROW_SCHEMA, QualityPolicy
 from schemas.release import (
@@ -673,7 +674,7 @@ def test_requality_changes_the_rows_of_that_unit_only(copied_lake: Project, tmp_
 def test_loading_in_batches_gives_the_same_catalogue(
     full_lake: Project, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipelines.catalogue as catalogue
+    import pipelines.catalogue.build as catalogue
 
     monkeypatch.setattr(catalogue, "BATCH_MANIFEST_BYTES", 1)  # one unit per statement
     files = catalogue.scan_lake(full_lake.lake)

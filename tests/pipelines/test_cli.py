@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from pipelines.cli.app import app
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipelines.lake import atomic_write, remove_stale_temporaries, write_parquet_atomic
+from pipelines.lake.atomic import atomic_write, remove_stale_temporaries, write_parquet_atomic
 
 
 def test_failed_write_leaves_old_file_and_no_temporary(tmp_path: Path) -> None:

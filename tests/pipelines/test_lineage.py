@@ -28,14 +28,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pipelines.audio import encode_flac16
-from pipelines.catalogue import CatalogueError, rebuild_catalogue
-from pipelines.cli import app
-from pipelines.lake import sha256_file, write_bytes_atomic, write_parquet_atomic
+from pipelines.audio.pcm import encode_flac16
+from pipelines.catalogue.build import CatalogueError, rebuild_catalogue
+from pipelines.cli.app import app
+from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.lineage import Lineage, LineageError, lineage, lineage_tree
 from pipelines.project import Project, load_project
-from pipelines.releases import RELEASE_FILE, UTTERANCES_FILE
-from pipelines.shards import ShardSample, shard_key, write_shards
+from pipelines.releases.create import RELEASE_FILE, UTTERANCES_FILE
+from pipelines.shards.writer import ShardSample, write_shards
 from pipelines.units import write_units_index
 from schemas import (
     ProjectConfig,
@@ -45,7 +45,9 @@ from schemas import (
     SourceConfig,
     UnitPlan,
 )
+from schemas.hashing import sha256_file
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard
+from schemas.shards import shard_key
 from schemas.training import EvalRecord, RunRecord
 
 RATE_HZ = 16000

@@ -9,10 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.demo import DEMO_SOURCES, demo_config
-from pipelines.ingest import build_manifest, inventory_source
+from pipelines.demo.project import DEMO_SOURCES, demo_config
 from pipelines.project import Project, init_project
-from pipelines.quality_step import assess_unit
+from pipelines.steps.inventory import inventory_source
+from pipelines.steps.manifest import build_manifest
+from pipelines.steps.quality import assess_unit
 
 EXPECTED_NAME = {
     "librispeech": "librispeech",
@@ -101,17 +102,17 @@ def test_rerun_gives_identical_bytes(assessed) -> None:
 
 
 def test_a_recording_is_decoded_once_per_unit(assessed, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.audio as audio
+    import pipelines.audio.prepare as prepare_module
 
     project, _ = assessed
     calls: list[str] = []
-    real_decode = audio.decode
+    real_decode = prepare_module.decode
 
     def counting_decode(source, name):  # type: ignore[no-untyped-def]
         calls.append(name)
         return real_decode(source, name)
 
-    monkeypatch.setattr(audio, "decode", counting_decode)
+    monkeypatch.setattr(prepare_module, "decode", counting_decode)
     source = project.config.source("wenetspeech")
     summary = assess_unit(project, source, "wenetspeech.train.00000")
     decoded = summary.frame.filter(

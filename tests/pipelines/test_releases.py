@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipelines.releases import _split_rows, assign_split
+from pipelines.releases.create import _split_rows, assign_split
 from schemas import ReleaseSpec
 
 

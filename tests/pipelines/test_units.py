@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.lake import Lake
-from pipelines.units import ItemGroup, plan_units, read_unit_items, read_units_index
+from pipelines.lake.paths import Lake
+from pipelines.sources.base import ItemGroup
+from pipelines.units import plan_units, read_unit_items, read_units_index
 from schemas import InventoryItem, UnitLimits
 
 

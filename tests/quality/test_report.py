@@ -16,9 +16,9 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from pipelines.lake import write_parquet_atomic
+from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.project import Project, init_project
-from pipelines.report import MAX_CLIP_S, load_report_rows, write_report
+from pipelines.steps.quality_report import MAX_CLIP_S, load_report_rows, write_report
 from quality.report import (
     PLOT_HEIGHT_PX,
     PLOT_WIDTH_PX,

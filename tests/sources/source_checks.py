@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.ingest import inventory_source, manifest_records
-from pipelines.lake import Lake
+from pipelines.lake.paths import Lake
+from pipelines.steps.inventory import inventory_source
+from pipelines.steps.manifest import manifest_records
 from schemas import ManifestRecord, SourceConfig, UnitLimits
 
 

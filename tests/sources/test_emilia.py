@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ingest import inventory_source, manifest_records
-from pipelines.lake import Lake
+from pipelines.lake.paths import Lake
 from pipelines.sources import emilia
 from pipelines.sources.emilia import sample_key
+from pipelines.steps.inventory import inventory_source
+from pipelines.steps.manifest import manifest_records
 from schemas import ManifestRecord, SourceConfig, UnitLimits, UnitPlan
 from schemas.sources import EmiliaOptions
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ingest import inventory_source, manifest_records
-from pipelines.lake import Lake
+from pipelines.lake.paths import Lake
 from pipelines.sources import wenetspeech
 from pipelines.sources.wenetspeech import clean_text, split_of
+from pipelines.steps.inventory import inventory_source
+from pipelines.steps.manifest import manifest_records
 from pipelines.units import read_unit_items
 from schemas import ManifestRecord, SourceConfig, UnitLimits, UnitPlan
 from schemas.sources import WenetSpeechOptions

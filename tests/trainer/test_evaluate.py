@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from tiny_release import build_tiny_release
 from typer.testing import CliRunner
 
-from pipelines.catalogue import query_catalogue
-from pipelines.cli import app
+from pipelines.catalogue.build import query_catalogue
+from pipelines.cli.app import app
 from pipelines.project import init_project
 from schemas import ProjectConfig
 from schemas.training import EvalSettings, MixtureItem, StageConfig, TinyModelShape, TrainingConfig

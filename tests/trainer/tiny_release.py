@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.audio import encode_flac16
-from pipelines.lake import Lake, write_bytes_atomic, write_parquet_atomic
-from pipelines.shards import ShardSample, shard_key, write_shards
+from pipelines.audio.pcm import encode_flac16
+from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
+from pipelines.lake.paths import Lake
+from pipelines.shards.writer import ShardSample, write_shards
 from schemas import ShardLimits, ShardSampleMeta
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard
+from schemas.shards import shard_key
 
 RATE_HZ = 16000
 CODES_PER_S = 12.5

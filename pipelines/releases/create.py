@@ -1,0 +1,210 @@
+"""Releases: immutable, named selections of sharded utterances, with their lineage.
+
+`create_release` selects accepted, sharded utterances from the catalogue with
+a SQL predicate, optionally drops exact duplicates (same 16 kHz PCM hash),
+assigns train/dev/test deterministically by speaker (no speaker in two
+splits), and writes `lake/releases/<name>/` in one atomic rename: a release
+that exists cannot be created again, and a crash leaves no half release.
+Registering it in the catalogue is the single writer's job (`update_catalogue`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from pipelines.catalogue.build import open_catalogue_readonly
+from pipelines.lake.atomic import write_parquet_atomic
+from pipelines.project import Project
+from pipelines.version import code_version
+from schemas import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard, ReleaseSpec
+
+RELEASE_FILE = "release.json"
+UTTERANCES_FILE = "utterances.parquet"
+
+
+class ReleaseError(Exception):
+    """A release cannot be created or read; the message says why."""
+
+
+def _bucket(group_key: str) -> float:
+    """A stable number in [0, 1) for a split group (a speaker, or an utterance)."""
+    digest = hashlib.sha256(group_key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(group_key: str, dev: float, test: float) -> str:
+    """`test`, `dev` or `train` for a split group: the same key always lands in the same split.
+
+    >>> assign_split("libri/1272", 0.0, 0.0)
+    'train'
+    >>> assign_split("libri/1272", 0.0, 0.999999)
+    'test'
+    """
+    value = _bucket(group_key)
+    if value < test:
+        return "test"
+    if value < test + dev:
+        return "dev"
+    return "train"
+
+
+def _selection(con: duckdb.DuckDBPyConnection, where: str) -> pl.DataFrame:
+    if ";" in where:
+        raise ReleaseError("--where must be a single SQL predicate (no ';')")
+    sql = f"""
+        SELECT utterance_id, key, shard, source, unit, language, speaker, duration_s,
+               pcm_sha256, policy_version, tokenizer_sha256, tokenizer_is_demo
+        FROM utterances
+        WHERE status = 'accepted' AND shard IS NOT NULL AND ({where})
+        ORDER BY utterance_id
+    """
+    try:
+        table = con.sql(sql).to_arrow_table()
+    except duckdb.Error as error:
+        raise ReleaseError(f"invalid --where predicate {where!r}: {error}") from error
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _split_rows(frame: pl.DataFrame, spec: ReleaseSpec) -> list[dict]:
+    rows = frame.to_dicts()
+    kept_by_hash: dict[str, str] = {}
+    out: list[dict] = []
+    for row in rows:  # sorted by utterance_id: the first of a duplicate group is kept
+        duplicate_of = None
+        if spec.dedup:
+            first = kept_by_hash.setdefault(row["pcm_sha256"], row["utterance_id"])
+            duplicate_of = first if first != row["utterance_id"] else None
+        if spec.split_by == "speaker" and row["speaker"] is not None:
+            group = f"{row['source']}/{row['speaker']}"
+        else:
+            group = row["utterance_id"]
+        out.append(
+            {
+                "utterance_id": row["utterance_id"],
+                "key": row["key"],
+                "shard": row["shard"],
+                "source": row["source"],
+                "language": row["language"],
+                "speaker": row["speaker"],
+                "duration_s": row["duration_s"],
+                "split": None if duplicate_of else assign_split(group, spec.dev, spec.test),
+                "duplicate_of": duplicate_of,
+            }
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class CreatedRelease:
+    """A release just written: its description and folder."""
+
+    release: Release
+    folder: Path
+
+
+def create_release(project: Project, spec: ReleaseSpec) -> CreatedRelease:
+    """Select, split and write the release `spec.name`; ReleaseError if it exists."""
+    final = project.lake.release_dir(spec.name)
+    if final.exists():
+        raise ReleaseError(f"release {spec.name!r} exists ({final}); releases are immutable")
+    catalogue = project.catalogue_path
+    if not catalogue.exists():
+        raise ReleaseError(f"no catalogue at {catalogue}: materialize the catalogue first")
+    with open_catalogue_readonly(catalogue) as con:
+        frame = _selection(con, spec.where)
+        if frame.height == 0:
+            raise ReleaseError(f"--where {spec.where!r} selects no accepted, sharded utterance")
+        shard_names = sorted(set(frame["shard"].to_list()))
+        shards = con.execute(
+            "SELECT shard, sha256, bytes, source, unit FROM shards WHERE shard IN "
+            "(SELECT unnest(?)) ORDER BY shard",
+            [shard_names],
+        ).fetchall()
+    if len(shards) != len(shard_names):
+        raise ReleaseError("the catalogue lists utterances in shards it does not know")
+    rows = _split_rows(frame, spec)
+    kept = [r for r in rows if r["duplicate_of"] is None]
+    release = Release(
+        name=spec.name,
+        created_at=dt.datetime.now(dt.UTC),
+        where=spec.where,
+        split_by=spec.split_by,
+        dev_fraction=spec.dev,
+        test_fraction=spec.test,
+        dedup=spec.dedup,
+        n_utterances=len(kept),
+        duration_s=round(sum(r["duration_s"] for r in kept), 3),
+        n_duplicates_dropped=len(rows) - len(kept),
+        policy_versions=sorted(set(frame["policy_version"].to_list())),
+        tokenizer_sha256=sorted(set(frame["tokenizer_sha256"].to_list())),
+        tokenizer_is_demo=bool(frame["tokenizer_is_demo"].any()),
+        code_version=code_version(),
+        shards=[
+            ReleaseShard(shard=s, sha256=h, bytes=b, source=src, unit=u)
+            for s, h, b, src, u in shards
+        ],
+    )
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", suffix=".tmp", dir=parent))
+    try:
+        write_parquet_atomic(
+            staging / UTTERANCES_FILE,
+            pa.Table.from_pylist(rows, schema=RELEASE_UTTERANCE_ARROW_SCHEMA),
+        )
+        (staging / RELEASE_FILE).write_text(
+            json.dumps(release.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
+        )
+        # rename() of a folder onto an existing non-empty folder fails: two concurrent
+        # creators of one name cannot both win.
+        os.rename(staging, final)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if final.exists():
+            raise ReleaseError(f"release {spec.name!r} was created meanwhile") from error
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return CreatedRelease(release, final)
+
+
+def load_release(project: Project, name: str) -> tuple[Release, pl.DataFrame]:
+    """A release's description and its utterances (ReleaseError if there is none)."""
+    folder = project.lake.release_dir(name)
+    if not (folder / RELEASE_FILE).exists():
+        known = (
+            sorted(p.name for p in folder.parent.glob("*") if (p / RELEASE_FILE).exists())
+            if folder.parent.exists()
+            else []
+        )
+        raise ReleaseError(f"no release {name!r} (known: {', '.join(known) or 'none'})")
+    release = Release.model_validate_json((folder / RELEASE_FILE).read_text())
+    return release, pl.read_parquet(folder / UTTERANCES_FILE)
+
+
+def release_summary(utterances: pl.DataFrame) -> pl.DataFrame:
+    """Hours and utterances per split, source and language (duplicates excluded)."""
+    return (
+        utterances.filter(pl.col("split").is_not_null())
+        .group_by("split", "source", "language")
+        .agg(
+            pl.len().alias("utterances"),
+            (pl.col("duration_s").sum() / 3600).round(4).alias("hours"),
+            pl.col("speaker").n_unique().alias("speakers"),
+        )
+        .sort("split", "source", "language")
+    )

@@ -1,0 +1,1 @@
+"""Deterministic WebDataset shards: `writer` packs a unit, `reader` reads members back."""
