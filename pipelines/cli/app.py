@@ -222,7 +222,7 @@ def query(
     project_dir: ProjectOption = None,
 ) -> None:
     """Run read-only SQL on the catalogue (utterances, rejections, shards, releases, ...;
-    see docs/catalogue.md), or on lake views (manifests, rejections, quality) before the
+    see docs/catalogue.md), or on lake views (manifests, ingest_rejections, quality) before the
     catalogue exists."""
     if fmt not in {"table", "csv", "json"}:
         raise _fail(f"--format must be table, csv or json, not {fmt!r}")

@@ -1,10 +1,11 @@
 """Read-only SQL over the lake with DuckDB.
 
 Views: `manifest_rows` (every manifest row), `manifests` (rows that passed
-ingest), `rejections` (rows ingest rejected, with `reject_reason` and
-`reject_message`), `quality` (one decision per utterance: measures, status,
-rule, value, threshold, policy version) and `accepted` (manifest fields and
-measures of the accepted utterances). Only read statements are accepted.
+ingest), `ingest_rejections` (rows ingest rejected, with `reject_reason` and
+`reject_message`; the catalogue's `rejections` holds every stage's), `quality`
+(one decision per utterance: measures, status, rule, value, threshold, policy
+version) and `accepted` (manifest fields and measures of the accepted utterances).
+Only read statements are accepted.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def lake_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
         "CREATE VIEW manifests AS SELECT * EXCLUDE (status, reject_reason, reject_message)"
         " FROM manifest_rows WHERE status = 'ok'"
     )
-    con.execute("CREATE VIEW rejections AS SELECT * FROM manifest_rows WHERE status = 'rejected'")
+    con.execute(
+        "CREATE VIEW ingest_rejections AS SELECT * FROM manifest_rows WHERE status = 'rejected'"
+    )
     con.execute(
         "CREATE VIEW accepted AS SELECT m.*, q.* EXCLUDE (utterance_id, source, unit, language,"
         " duration_s, status, reject_stage, reject_rule, reject_value, reject_threshold,"
