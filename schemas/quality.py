@@ -13,13 +13,12 @@ True
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.arrow import arrow_schema
+from schemas.hashing import canonical_json_sha256
 
 
 class CharsPerSecondRange(BaseModel):
@@ -106,8 +105,7 @@ class QualityPolicy(BaseModel):
 
     def version(self) -> str:
         """Content hash of the policy (12 hex digits): equal policies, equal versions."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        return canonical_json_sha256(self.model_dump(mode="json"))[:12]
 
     def chars_per_s_range(self, language: str | None) -> CharsPerSecondRange:
         """The characters-per-second range for `language` (or the default)."""

@@ -17,6 +17,16 @@ from schemas.arrow import arrow_schema
 
 RELEASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
+RELEASES_DIR = "releases"
+"""The lake folder holding one folder per release (readers outside `pipelines/`, such as the
+trainer, find releases under it)."""
+
+RELEASE_FILE = "release.json"
+"""The `Release` record inside a release folder."""
+
+UTTERANCES_FILE = "utterances.parquet"
+"""The `ReleaseUtterance` rows inside a release folder."""
+
 
 class ReleaseShard(BaseModel):
     """One shard a release reads from, with the checksum it had when released."""

@@ -13,14 +13,36 @@ resumable DeepSpeed checkpoints. Paths in records are relative to the lake root.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.hashing import canonical_json_sha256
+
 StageName = Literal["stage1", "mtp1", "mtp10", "sft"]
 STAGE_ORDER: tuple[StageName, ...] = ("stage1", "mtp1", "mtp10", "sft")
+
+# --- what a run folder (lake/checkpoints/<run_id>/) holds ---------------------------------
+# Written by the trainer (trainer/train.py, trainer/checkpoints.py), read by the training
+# step, lineage and evaluation: the names are this contract's, not any one module's.
+
+RESULT_FILE = "result.json"
+"""Final metrics of a finished stage, written by rank 0 last."""
+
+TRAIN_LOG = "train_log.jsonl"
+"""One JSON line per logged optimizer step."""
+
+DEEPSPEED_DIR = "deepspeed"
+"""DeepSpeed's resumable checkpoints (`<TAG_PREFIX><step>/` tags)."""
+
+TAG_PREFIX = "step"
+"""Prefix of a DeepSpeed checkpoint tag; the optimizer step follows it."""
+
+HF_DIR = "hf"
+"""The exported Hugging Face checkpoint (safetensors, config, text tokenizer)."""
+
+CHECKPOINT_INFO = "voxlake_checkpoint.json"
+"""Written into every exported checkpoint: which run made it, from what."""
 RunStatus = Literal["running", "succeeded", "failed"]
 
 
@@ -145,8 +167,7 @@ class StageConfig(BaseModel):
 
     def config_sha256(self) -> str:
         """sha256 of the canonical JSON of this resolved config (lineage key)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return canonical_json_sha256(self.model_dump(mode="json"))
 
 
 class EvalSettings(BaseModel):

@@ -9,7 +9,6 @@ stage's K.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,11 +18,9 @@ from typing import Any
 
 import torch
 
-from schemas.training import StageConfig, TinyModelShape
+from schemas.hashing import folder_sha256
+from schemas.training import CHECKPOINT_INFO, StageConfig, TinyModelShape
 from trainer.model import Qwen2MCTPConfig, Qwen2MCTPForCausalLM
-
-CHECKPOINT_INFO = "voxlake_checkpoint.json"
-"""Written into every exported checkpoint: which run made it, from what."""
 
 VOCAB_MULTIPLE = 8  # pad the vocabulary so embedding matrices have tensor-core friendly shapes
 
@@ -33,28 +30,7 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def folder_sha256(folder: Path, exclude: tuple[str, ...] = ()) -> str:
-    """Content hash of a folder: sha256 over `<file sha256>  <relative path>` lines, sorted.
-
-    Files named in `exclude` (relative paths) are left out, e.g. the info file that
-    records the hash itself.
-    """
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a checkpoint folder")
-    lines = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if relative in exclude:
-            continue
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        lines.append(f"{digest.hexdigest()}  {relative}\n")
-    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
-
-
-def checkpoint_sha256(folder: Path) -> str:
+def model_checkpoint_sha256(folder: Path) -> str:
     """Content hash of an exported checkpoint (weights, config, tokenizer; not the info file)."""
     return folder_sha256(folder, exclude=(CHECKPOINT_INFO,))
 
@@ -147,7 +123,7 @@ def export_checkpoint(
     try:
         model.save_pretrained(tmp_dir, safe_serialization=True)
         tokenizer.save_pretrained(tmp_dir)
-        sha256 = checkpoint_sha256(tmp_dir)
+        sha256 = model_checkpoint_sha256(tmp_dir)
         payload = {**info, "checkpoint_sha256": sha256}
         (tmp_dir / CHECKPOINT_INFO).write_text(
             json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8"

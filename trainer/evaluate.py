@@ -26,7 +26,7 @@ import torch
 
 from inference.generate import SCHEDULES, check_schedule_fits, generate, resolve_schedule
 from schemas.training import EvalSettings
-from trainer.checkpoints import checkpoint_sha256, load_base_model
+from trainer.checkpoints import load_base_model, model_checkpoint_sha256
 from trainer.data import Example, eval_examples, load_release_split
 from trainer.model import IGNORE_INDEX, Qwen2MCTPForCausalLM, shifted_targets
 from trainer.text_tokenizer import SpeechVocab, load_text_tokenizer
@@ -57,7 +57,7 @@ class EvalResult:
     """What `evaluate_checkpoint` measured."""
 
     checkpoint: str
-    checkpoint_sha256: str
+    model_checkpoint_sha256: str
     release: str
     split: str
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -261,7 +261,7 @@ def evaluate_checkpoint(
     metrics["device"] = next(model.parameters()).device.type
     return EvalResult(
         checkpoint=str(checkpoint),
-        checkpoint_sha256=checkpoint_sha256(checkpoint),
+        checkpoint_sha256=model_checkpoint_sha256(checkpoint),
         release=release,
         split=settings.split,
         metrics=metrics,

@@ -28,7 +28,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 # Registers `qwen2_mctp` with transformers: AutoTokenizer reads a checkpoint folder's
 # config.json, and our exported checkpoints carry their tokenizer.
 import trainer.model  # noqa: F401
-from trainer.checkpoints import folder_sha256
+from schemas.hashing import folder_sha256
 
 # The 20 tokens upstream's `update_tokenizer_for_glm4voice` adds as special tokens, in its
 # order. The audio names and the order are upstream's code; the strings of the
@@ -324,8 +324,8 @@ def load_text_tokenizer(path: Path) -> tuple[PreTrainedTokenizerFast, SpeechVoca
     return tokenizer, vocab
 
 
-def tokenizer_sha256(path: Path) -> str:
-    """Content hash of a tokenizer folder (`trainer.checkpoints.folder_sha256`)."""
+def text_tokenizer_sha256(path: Path) -> str:
+    """Content hash of a tokenizer folder (`schemas.hashing.folder_sha256`)."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no tokenizer folder at {path}")

@@ -38,19 +38,19 @@ from typing import Any
 
 import torch
 
-from schemas.training import StageConfig
+from schemas.training import (
+    DEEPSPEED_DIR,
+    HF_DIR,
+    RESULT_FILE,
+    TAG_PREFIX,
+    TRAIN_LOG,
+    StageConfig,
+)
 from trainer.checkpoints import export_checkpoint, prepare_model
 from trainer.data import MixtureEntry, load_release_split, training_stream
 from trainer.model import Qwen2MCTPForCausalLM
 from trainer.recipes import load_stage_config
-from trainer.text_tokenizer import load_text_tokenizer, tokenizer_sha256
-
-RESULT_FILE = "result.json"
-TRAIN_LOG = "train_log.jsonl"
-DEEPSPEED_DIR = "deepspeed"
-HF_DIR = "hf"
-TAG_PREFIX = "step"
-
+from trainer.text_tokenizer import load_text_tokenizer, text_tokenizer_sha256
 
 # ---------------------------------------------------------------------------------------
 # Reporting: Dagster Pipes on rank 0, plain lines elsewhere
@@ -385,7 +385,7 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
             "trainable_parameters": n_trainable,
             "parameters": n_total,
             "config_sha256": stage.config_sha256(),
-            "tokenizer_sha256": tokenizer_sha256(Path(args.text_tokenizer)),
+            "tokenizer_sha256": text_tokenizer_sha256(Path(args.text_tokenizer)),
             "deepspeed_config": ds_config,
         }
         if rank == 0:

@@ -25,8 +25,8 @@ from inference.glm4voice.demo import DEMO_NOTE, write_demo_checkpoint
 from inference.glm4voice.features import CODES_PER_SECOND, SAMPLES_PER_CODE, expected_code_count
 from inference.glm4voice.loading import (
     CheckpointError,
-    checkpoint_sha256,
     load_tokenizer,
+    tokenizer_checkpoint_sha256,
 )
 from inference.glm4voice.model import WhisperVQEncoder
 from inference.glm4voice.tokenizer import GLM4VoiceTokenizer, TokenizeStats
@@ -43,8 +43,8 @@ __all__ = [
     "GLM4VoiceTokenizerConfig",
     "TokenizeStats",
     "WhisperVQEncoder",
-    "checkpoint_sha256",
     "expected_code_count",
     "load_tokenizer",
+    "tokenizer_checkpoint_sha256",
     "write_demo_checkpoint",
 ]

@@ -38,8 +38,9 @@ from inference.glm4voice.config import (
     RELEASED_PREPROCESSOR,
     GLM4VoiceTokenizerConfig,
 )
-from inference.glm4voice.features import SAMPLE_RATE_HZ, window_features
+from inference.glm4voice.features import window_features
 from inference.glm4voice.model import WhisperVQEncoder, sinusoids
+from schemas.audio import TARGET_SAMPLE_RATE_HZ
 
 DEMO_NOTE = "random weights: codes carry no meaning"
 
@@ -106,10 +107,10 @@ def calibration_signal(seed: int = 0, duration_s: float = 20.0) -> np.ndarray:
     50 ms slots).
     """
     rng = np.random.default_rng(seed)
-    n = round(duration_s * SAMPLE_RATE_HZ)
-    t = np.arange(n) / SAMPLE_RATE_HZ
+    n = round(duration_s * TARGET_SAMPLE_RATE_HZ)
+    t = np.arange(n) / TARGET_SAMPLE_RATE_HZ
     f0_hz = 100.0 + 150.0 * (1.0 + np.sin(2 * np.pi * 0.3 * t))
-    phase = 2 * np.pi * np.cumsum(f0_hz) / SAMPLE_RATE_HZ
+    phase = 2 * np.pi * np.cumsum(f0_hz) / TARGET_SAMPLE_RATE_HZ
     voiced = sum(np.sin(k * phase) / k for k in range(1, 20))
     levels = rng.random(n // 1600 + 1).repeat(1600)[:n]
     envelope = (np.sin(2 * np.pi * 4.0 * t) > 0) * levels

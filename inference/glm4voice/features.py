@@ -34,14 +34,14 @@ import torch
 from transformers import WhisperFeatureExtractor
 
 from inference.glm4voice.config import ConfigError, GLM4VoiceTokenizerConfig
+from schemas.audio import TARGET_SAMPLE_RATE_HZ
 
-SAMPLE_RATE_HZ = 16000
 WINDOW_S = 30
-WINDOW_SAMPLES = WINDOW_S * SAMPLE_RATE_HZ  # 480,000
+WINDOW_SAMPLES = WINDOW_S * TARGET_SAMPLE_RATE_HZ  # 480,000
 HOP_SAMPLES = 160  # log-mel frames are 10 ms apart
 CONV_STRIDE_FRAMES = 2  # conv1 stride 1 × conv2 stride 2
 SAMPLES_PER_CODE = 1280  # 160 · 2 · 4 (pooling kernel): one code per 80 ms
-CODES_PER_SECOND = SAMPLE_RATE_HZ / SAMPLES_PER_CODE  # 12.5
+CODES_PER_SECOND = TARGET_SAMPLE_RATE_HZ / SAMPLES_PER_CODE  # 12.5
 
 
 def expected_code_count(
@@ -88,8 +88,10 @@ def load_feature_extractor(
             f"{path}: feature_extractor_type is {kind!r}, not WhisperFeatureExtractor"
         )
     extractor = WhisperFeatureExtractor.from_dict(values)
-    if extractor.sampling_rate != SAMPLE_RATE_HZ:
-        raise ConfigError(f"{path}: sampling_rate {extractor.sampling_rate}, expected 16000")
+    if extractor.sampling_rate != TARGET_SAMPLE_RATE_HZ:
+        raise ConfigError(
+            f"{path}: sampling_rate {extractor.sampling_rate}, expected {TARGET_SAMPLE_RATE_HZ}"
+        )
     if extractor.feature_size != config.num_mel_bins:
         raise ConfigError(
             f"{path}: feature_size {extractor.feature_size} but the model takes "

@@ -19,7 +19,7 @@ Anything else missing, unexpected or mis-shaped is a `CheckpointError`
 listing every such key with expected and found shapes. Pickle files
 (`pytorch_model.bin`) are never read: unpickling can run code.
 
-`checkpoint_sha256` is the checkpoint's content hash: the sha256 of the text
+`tokenizer_checkpoint_sha256` is the checkpoint's content hash: the sha256 of the text
 `sha256sum config.json model.safetensors preprocessor_config.json` prints,
 i.e. the same as `sha256sum config.json model.safetensors
 preprocessor_config.json | sha256sum` in the folder. Per-file hashes are
@@ -29,7 +29,6 @@ cached in `<folder>/.voxlake-sha256.json`, keyed by size and mtime, so a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -45,6 +44,7 @@ from inference.glm4voice.config import GLM4VoiceTokenizerConfig
 from inference.glm4voice.features import load_feature_extractor
 from inference.glm4voice.model import ROWS_PER_CALL, WhisperVQEncoder
 from inference.glm4voice.tokenizer import GLM4VoiceTokenizer
+from schemas.hashing import file_sha256, listing_sha256
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,6 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, PREPROCESSOR_FILE)
 HASH_SIDECAR = ".voxlake-sha256.json"
 _SIDECAR_FORMAT = "voxlake-sha256/1"
-_HASH_CHUNK_BYTES = 8 << 20
 
 FULL_PREFIX = "model.encoder."
 # Parts of a full (ForConditionalGeneration) checkpoint the tokenizer never uses.
@@ -73,15 +72,6 @@ class CheckpointError(ValueError):
 
 
 # --- content hash ------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 8 MiB chunks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_sidecar(path: Path) -> dict[str, dict]:
@@ -145,11 +135,10 @@ def checkpoint_file_hashes(directory: Path) -> dict[str, str]:
     return {name: updated[name]["sha256"] for name in CHECKPOINT_FILES}
 
 
-def checkpoint_sha256(directory: Path) -> str:
+def tokenizer_checkpoint_sha256(directory: Path) -> str:
     """Content hash of a checkpoint folder (hex sha256; see the module docstring)."""
     hashes = checkpoint_file_hashes(directory)
-    listing = "".join(f"{hashes[name]}  {name}\n" for name in CHECKPOINT_FILES)
-    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+    return listing_sha256((name, hashes[name]) for name in CHECKPOINT_FILES)
 
 
 # --- key checking --------------------------------------------------------------------------
@@ -367,7 +356,7 @@ def load_tokenizer(
     extractor = load_feature_extractor(directory / PREPROCESSOR_FILE, config)
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
-    sha256 = checkpoint_sha256(directory)
+    sha256 = tokenizer_checkpoint_sha256(directory)
     model = load_encoder(directory, config, device=resolved_device, dtype=resolved_dtype,
                          rows_per_call=rows_per_call)
     if config.is_demo:

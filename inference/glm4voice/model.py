@@ -25,6 +25,11 @@ batch, and its codes are bitwise those it gets alone (tested on this CPU; on
 CUDA it relies on cuBLAS and SDPA choosing one kernel per shape, as they do
 for fixed shapes). What it costs is measured in bench/README.md,
 "GLM-4-Voice tokenizer".
+
+Why this module is long: it is one model whose batch-invariance rules (fixed
+row counts, length classes, masks) hold only if every layer keeps them; the
+layers, the attention and the fixed-shape products are kept side by side so
+that rule can be checked in one read against the upstream module layout.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.hashing import sha256_file
+from schemas.hashing import file_sha256
 
 TMP_SUFFIX = ".tmp"
 
@@ -38,7 +38,7 @@ def atomic_write(path: Path) -> Iterator[io.BufferedWriter]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        if path.exists() and sha256_file(path) == sha256_file(tmp):
+        if path.exists() and file_sha256(path) == file_sha256(tmp):
             tmp.unlink()
             return
         os.replace(tmp, path)

@@ -1,9 +1,39 @@
-"""Where each kind of lake file lives: the only code that knows lake folder and file names."""
+"""Where each kind of lake file lives: the only code that knows lake folder and file names.
+
+```
+lake/
+  inventory/<source>/units.json, <unit>.jsonl
+  manifests/<source>/<unit>.parquet
+  quality/<source>/<unit>.parquet
+  tokens/<source>/<unit>.parquet
+  shards/<source>/<unit>/shard-000000.tar …, index.parquet
+  releases/<name>/release.json, utterances.parquet
+  runs/<run_id>.json  evals/<eval_id>.json  checkpoints/<run_id>/  tokenizers/<release>/
+  reports/
+```
+File names inside a shard folder and a release folder are contracts of their
+own (`schemas/shards.py`, `schemas/release.py`); this module puts them in place.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from schemas.release import RELEASE_FILE, RELEASES_DIR, UTTERANCES_FILE
+from schemas.shards import INDEX_NAME
+
+INVENTORY_DIR = "inventory"
+MANIFESTS_DIR = "manifests"
+QUALITY_DIR = "quality"
+TOKENS_DIR = "tokens"
+SHARDS_DIR = "shards"
+RUNS_DIR = "runs"
+EVALS_DIR = "evals"
+CHECKPOINTS_DIR = "checkpoints"
+TOKENIZERS_DIR = "tokenizers"
+REPORTS_DIR = "reports"
+UNITS_INDEX_FILE = "units.json"
 
 
 @dataclass(frozen=True)
@@ -12,9 +42,15 @@ class Lake:
 
     root: Path
 
+    # --- per source and unit -----------------------------------------------------------
+
+    def inventory_root(self) -> Path:
+        """Folder holding every source's inventory folder."""
+        return self.root / INVENTORY_DIR
+
     def inventory_dir(self, source: str) -> Path:
         """Folder of a source's unit plans (`<unit>.jsonl`) and its `units.json`."""
-        return self.root / "inventory" / source
+        return self.inventory_root() / source
 
     def inventory_items(self, source: str, unit: str) -> Path:
         """Inventory items of one unit, one JSON object per line."""
@@ -22,32 +58,98 @@ class Lake:
 
     def units_index(self, source: str) -> Path:
         """The list of a source's units with their input counts and hashes."""
-        return self.inventory_dir(source) / "units.json"
+        return self.inventory_dir(source) / UNITS_INDEX_FILE
+
+    def manifests_dir(self) -> Path:
+        """Folder of every source's manifests (`<source>/<unit>.parquet`)."""
+        return self.root / MANIFESTS_DIR
 
     def manifest(self, source: str, unit: str) -> Path:
         """One unit's manifest: one row per input utterance."""
-        return self.root / "manifests" / source / f"{unit}.parquet"
+        return self.manifests_dir() / source / f"{unit}.parquet"
+
+    def quality_dir(self) -> Path:
+        """Folder of every source's quality decisions (`<source>/<unit>.parquet`)."""
+        return self.root / QUALITY_DIR
 
     def quality(self, source: str, unit: str) -> Path:
         """One unit's quality decisions: one row per manifest row."""
-        return self.root / "quality" / source / f"{unit}.parquet"
+        return self.quality_dir() / source / f"{unit}.parquet"
+
+    def tokens_dir(self) -> Path:
+        """Folder of every source's codes (`<source>/<unit>.parquet`)."""
+        return self.root / TOKENS_DIR
 
     def tokens(self, source: str, unit: str) -> Path:
         """One unit's GLM-4-Voice codes: one row per accepted utterance."""
-        return self.root / "tokens" / source / f"{unit}.parquet"
+        return self.tokens_dir() / source / f"{unit}.parquet"
+
+    def shards_root(self) -> Path:
+        """Folder of every source's shard folders (`<source>/<unit>/`)."""
+        return self.root / SHARDS_DIR
 
     def shards_dir(self, source: str, unit: str) -> Path:
         """Folder of one unit's shards and their `index.parquet`."""
-        return self.root / "shards" / source / unit
+        return self.shards_root() / source / unit
 
-    def release_dir(self, name: str) -> Path:
-        """Folder of one release: `release.json` and `utterances.parquet`."""
-        return self.root / "releases" / name
-
-    def reports_dir(self) -> Path:
-        """Folder of the HTML reports."""
-        return self.root / "reports"
+    def shard_index(self, source: str, unit: str) -> Path:
+        """One unit's shard index: where each sample's members lie."""
+        return self.shards_dir(source, unit) / INDEX_NAME
 
     def manifests_glob(self) -> str:
         """Glob over every manifest file, for DuckDB/polars scans."""
-        return str(self.root / "manifests" / "*" / "*.parquet")
+        return str(self.manifests_dir() / "*" / "*.parquet")
+
+    # --- lake-wide -----------------------------------------------------------------------
+
+    def releases_dir(self) -> Path:
+        """Folder of every release."""
+        return self.root / RELEASES_DIR
+
+    def release_dir(self, name: str) -> Path:
+        """Folder of one release: `release.json` and `utterances.parquet`."""
+        return self.releases_dir() / name
+
+    def release_file(self, name: str) -> Path:
+        """A release's `Release` record."""
+        return self.release_dir(name) / RELEASE_FILE
+
+    def release_utterances(self, name: str) -> Path:
+        """A release's utterances and their splits."""
+        return self.release_dir(name) / UTTERANCES_FILE
+
+    def runs_dir(self) -> Path:
+        """Folder of the training-run records (`<run_id>.json`)."""
+        return self.root / RUNS_DIR
+
+    def run_record(self, run_id: str) -> Path:
+        """One training run's record."""
+        return self.runs_dir() / f"{run_id}.json"
+
+    def evals_dir(self) -> Path:
+        """Folder of the evaluation records (`<eval_id>.json`)."""
+        return self.root / EVALS_DIR
+
+    def eval_record(self, eval_id: str) -> Path:
+        """One evaluation's record."""
+        return self.evals_dir() / f"{eval_id}.json"
+
+    def checkpoints_dir(self) -> Path:
+        """Folder of the training runs' folders (checkpoints, logs)."""
+        return self.root / CHECKPOINTS_DIR
+
+    def run_dir(self, run_id: str) -> Path:
+        """One training run's folder (DeepSpeed checkpoints, log, exported checkpoint)."""
+        return self.checkpoints_dir() / run_id
+
+    def tokenizers_dir(self) -> Path:
+        """Folder of the text tokenizers trained on releases."""
+        return self.root / TOKENIZERS_DIR
+
+    def text_tokenizer_dir(self, release: str) -> Path:
+        """The text tokenizer trained on one release's transcripts."""
+        return self.tokenizers_dir() / release
+
+    def reports_dir(self) -> Path:
+        """Folder of the HTML reports."""
+        return self.root / REPORTS_DIR

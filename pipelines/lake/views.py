@@ -44,8 +44,8 @@ def _parquet_view(
 def lake_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with views over the lake's Parquet files."""
     con = duckdb.connect(":memory:")
-    _parquet_view(con, "manifest_rows", lake.root / "manifests", MANIFEST_ARROW_SCHEMA)
-    _parquet_view(con, "quality", lake.root / "quality", QUALITY_ARROW_SCHEMA)
+    _parquet_view(con, "manifest_rows", lake.manifests_dir(), MANIFEST_ARROW_SCHEMA)
+    _parquet_view(con, "quality", lake.quality_dir(), QUALITY_ARROW_SCHEMA)
     con.execute(
         "CREATE VIEW manifests AS SELECT * EXCLUDE (status, reject_reason, reject_message)"
         " FROM manifest_rows WHERE status = 'ok'"

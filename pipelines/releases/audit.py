@@ -33,7 +33,8 @@ from pipelines.project import Project
 from pipelines.releases.create import load_release
 from pipelines.shards.reader import iter_shard_samples
 from quality.measures import measure
-from schemas.hashing import sha256_file
+from schemas.audio import TARGET_SAMPLE_RATE_HZ
+from schemas.hashing import file_sha256
 from schemas.shards import ShardFormatError, decode_codes
 
 # Re-measuring from 16-bit audio moves a measure by quantisation noise only.
@@ -44,7 +45,7 @@ REMEASURE_TOLERANCE = {
     "clipping_ratio": 1e-3,
     "bandwidth_hz": 100.0,
 }
-DURATION_TOLERANCE_S = 1.5 / 16000
+DURATION_TOLERANCE_S = 1.5 / TARGET_SAMPLE_RATE_HZ
 
 
 @dataclass
@@ -73,7 +74,7 @@ def verify_release_shards(project: Project, name: str) -> list[str]:
         path = project.lake.root / shard.shard
         if not path.exists():
             problems.append(f"release {name}: shard {shard.shard} is missing")
-        elif sha256_file(path) != shard.sha256:
+        elif file_sha256(path) != shard.sha256:
             problems.append(f"release {name}: shard {shard.shard} changed since release")
     return problems
 
@@ -122,11 +123,11 @@ def _check_sample(
     except sf.LibsndfileError as error:
         problems.append(f"{where}: FLAC does not decode ({error})")
         return None
-    if rate != 16000 or audio.ndim != 1:
+    if rate != TARGET_SAMPLE_RATE_HZ or audio.ndim != 1:
         problems.append(f"{where}: audio is {rate} Hz with shape {audio.shape}, not 16 kHz mono")
-    if abs(len(audio) / 16000 - row["duration_s"]) > DURATION_TOLERANCE_S:
+    if abs(len(audio) / TARGET_SAMPLE_RATE_HZ - row["duration_s"]) > DURATION_TOLERANCE_S:
         problems.append(
-            f"{where}: audio lasts {len(audio) / 16000:.4f} s, catalogue says "
+            f"{where}: audio lasts {len(audio) / TARGET_SAMPLE_RATE_HZ:.4f} s, catalogue says "
             f"{row['duration_s']:.4f} s"
         )
     meta = json.loads(members["json"])
@@ -171,7 +172,7 @@ def audit(
                 f"shard {shard} is missing ({len(expected)} catalogue rows point at it)"
             )
             continue
-        if sha256_file(path) != shard_row["sha256"]:
+        if file_sha256(path) != shard_row["sha256"]:
             result.problems.append(f"shard {shard}: sha256 differs from the catalogue")
         seen: set[str] = set()
         try:
@@ -204,7 +205,7 @@ def _remeasure(rows: pl.DataFrame, audio_for: dict[str, np.ndarray], result: Aud
     }
     for utterance_id, audio in sorted(audio_for.items()):
         row = by_id[utterance_id]
-        again = measure(audio, 16000, row["text"])
+        again = measure(audio, TARGET_SAMPLE_RATE_HZ, row["text"])
         result.remeasured += 1
         for name, tolerance in REMEASURE_TOLERANCE.items():
             stored, fresh = row[name], getattr(again, name)

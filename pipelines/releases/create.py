@@ -28,9 +28,7 @@ from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.project import Project
 from pipelines.version import code_version
 from schemas import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard, ReleaseSpec
-
-RELEASE_FILE = "release.json"
-UTTERANCES_FILE = "utterances.parquet"
+from schemas.release import RELEASE_FILE, UTTERANCES_FILE
 
 
 class ReleaseError(Exception):

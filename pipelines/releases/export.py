@@ -89,6 +89,7 @@ from pipelines.releases.create import load_release
 from pipelines.shards.reader import read_index, read_members
 from pipelines.version import code_version
 from schemas import Release, ShardIndexRow, ShardSampleMeta
+from schemas.audio import TARGET_SAMPLE_RATE_HZ
 from schemas.shards import INDEX_NAME, decode_codes
 
 if TYPE_CHECKING:
@@ -102,7 +103,6 @@ TTS_PROMPT = "Convert the text to speech.\n"
 CODE_CACHE_SUFFIX = "_glm4voice.json"
 VITA_TASKS: tuple[str, ...] = ("asr", "tts")
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
-SAMPLE_RATE_HZ = 16000
 STAGING_SUFFIX = ".tmp"
 
 # A chat special token as the Qwen2 tokenizer would parse it out of plain text.
@@ -489,7 +489,7 @@ def hf_export_features() -> datasets.Features:
         {
             "key": string,
             "utterance_id": string,
-            "audio": datasets.Audio(sampling_rate=SAMPLE_RATE_HZ),
+            "audio": datasets.Audio(sampling_rate=TARGET_SAMPLE_RATE_HZ),
             "codes": datasets.List(datasets.Value("uint16")),
             "text": string,
             "speaker": string,
@@ -583,6 +583,6 @@ def export_hf(
             utterances_per_split=dict(rows_per_split),
             duration_s=duration_s,
         )
-        extra = {"splits": list(rows_per_split), "sample_rate_hz": SAMPLE_RATE_HZ}
+        extra = {"splits": list(rows_per_split), "sample_rate_hz": TARGET_SAMPLE_RATE_HZ}
         _write_json(staging / EXPORT_FILE, _export_record("hf", selection, stats, extra))
     return stats

@@ -33,7 +33,7 @@ from quality.measures import measure
 from quality.policy import judge
 from schemas import QUALITY_ARROW_SCHEMA, QualityPolicy, QualityRecord, SourceConfig
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
-from schemas.hashing import sha256_file
+from schemas.hashing import file_sha256
 
 PROGRESS_EVERY = 200  # utterances between progress callbacks
 
@@ -178,7 +178,7 @@ def assess_unit(
     return QualitySummary(
         unit=unit,
         path=path,
-        sha256=sha256_file(path),
+        sha256=file_sha256(path),
         policy_version=policy.version(),
         frame=frame,
         n_manifest_rows=len(rows),

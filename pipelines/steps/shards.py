@@ -20,7 +20,7 @@ from pipelines.audio.rows import prepare_accepted_rows
 from pipelines.project import Project
 from pipelines.shards.writer import ShardSample, write_shards
 from schemas import ShardIndexRow, ShardSampleMeta, SourceConfig
-from schemas.hashing import sha256_file
+from schemas.hashing import file_sha256
 from schemas.shards import shard_key
 
 PROGRESS_EVERY = 200
@@ -129,5 +129,5 @@ def shard_unit(
         folder=folder,
         rows=index_rows,
         n_expected=len(rows),
-        index_sha256=sha256_file(folder / "index.parquet"),
+        index_sha256=file_sha256(folder / "index.parquet"),
     )

@@ -25,7 +25,7 @@ from pipelines.project import Project
 from pipelines.tokenizer import project_tokenizer
 from schemas import TOKENS_ARROW_SCHEMA, SourceConfig, TokensRecord
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
-from schemas.hashing import sha256_file
+from schemas.hashing import file_sha256
 
 # Audio tokenized per call: bounds memory (float32 samples + features) per step.
 CHUNK_AUDIO_S = 600.0
@@ -115,7 +115,7 @@ def tokenize_unit(
     return TokensSummary(
         unit=unit,
         path=path,
-        sha256=sha256_file(path),
+        sha256=file_sha256(path),
         frame=frame,
         n_accepted=len(rows),
         audio_s=float(sum(r["duration_s"] for r in records)),

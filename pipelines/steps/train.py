@@ -32,12 +32,22 @@ from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
 from pipelines.version import code_version
 from quality.report import png_data_uri
-from schemas.training import STAGE_ORDER, RunRecord, StageConfig, StageName
-from trainer.checkpoints import CHECKPOINT_INFO, checkpoint_sha256
+from schemas.training import (
+    CHECKPOINT_INFO,
+    DEEPSPEED_DIR,
+    HF_DIR,
+    RESULT_FILE,
+    STAGE_ORDER,
+    TRAIN_LOG,
+    RunRecord,
+    StageConfig,
+    StageName,
+)
+from trainer.checkpoints import model_checkpoint_sha256
 from trainer.data import iter_release_samples, load_release_split
 from trainer.recipes import load_stage_config, recipe_path
-from trainer.text_tokenizer import tokenizer_sha256, train_demo_text_tokenizer
-from trainer.train import DEEPSPEED_DIR, HF_DIR, RESULT_FILE, TRAIN_LOG, deepspeed_config
+from trainer.text_tokenizer import text_tokenizer_sha256, train_demo_text_tokenizer
+from trainer.train import deepspeed_config
 
 CHECKPOINTS_DIR = "checkpoints"
 RUNS_DIR = "runs"
@@ -62,7 +72,7 @@ class StagePlan:
     base_checkpoint: Path | None
     base_run_id: str | None
     text_tokenizer: Path
-    tokenizer_sha256: str
+    text_tokenizer_sha256: str
     command: list[str]
     env: dict[str, str]
 
@@ -195,8 +205,8 @@ def plan_stage(project: Project, stage: StageName, max_steps: int | None = None)
             "(a Qwen2.5 checkpoint folder); only profiles with `init_model` start from scratch"
         )
     tokenizer = ensure_text_tokenizer(project, release)
-    tok_sha = tokenizer_sha256(tokenizer)
-    base_sha = checkpoint_sha256(base) if base is not None else "random-init"
+    tok_sha = text_tokenizer_sha256(tokenizer)
+    base_sha = model_checkpoint_sha256(base) if base is not None else "random-init"
     key = hashlib.sha256(
         json.dumps([stage, release, config.config_sha256(), base_sha, tok_sha]).encode()
     ).hexdigest()[:12]

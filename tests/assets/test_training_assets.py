@@ -27,9 +27,8 @@ from pipelines.catalogue.build import query_catalogue
 from pipelines.project import Project, init_project
 from pipelines.steps.train import load_runs, plan_stage
 from schemas import ProjectConfig
-from schemas.training import TrainingConfig
+from schemas.training import DEEPSPEED_DIR, HF_DIR, RESULT_FILE, TRAIN_LOG, TrainingConfig
 from trainer.recipes import RECIPES_DIR
-from trainer.train import DEEPSPEED_DIR, HF_DIR, RESULT_FILE, TRAIN_LOG
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
 from tiny_release import build_tiny_release

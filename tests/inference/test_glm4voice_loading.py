@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 from inference.glm4voice import (
     DEMO_NOTE,
     CheckpointError,
-    checkpoint_sha256,
     load_tokenizer,
+    tokenizer_checkpoint_sha256,
     write_demo_checkpoint,
 )
 from inference.glm4voice import loading as loading_module
@@ -246,8 +246,8 @@ def test_checkpoint_hash_is_sha256sum_of_the_three_files(demo_dir: Path) -> None
         f"{hashlib.sha256((demo_dir / name).read_bytes()).hexdigest()}  {name}\n"
         for name in ("config.json", "model.safetensors", "preprocessor_config.json")
     )
-    assert checkpoint_sha256(demo_dir) == hashlib.sha256(listing.encode()).hexdigest()
-    assert load_tokenizer(demo_dir).checkpoint_sha256 == checkpoint_sha256(demo_dir)
+    assert tokenizer_checkpoint_sha256(demo_dir) == hashlib.sha256(listing.encode()).hexdigest()
+    assert load_tokenizer(demo_dir).checkpoint_sha256 == tokenizer_checkpoint_sha256(demo_dir)
 
 
 def test_hashes_are_cached_by_size_and_mtime(
@@ -261,7 +261,7 @@ def test_hashes_are_cached_by_size_and_mtime(
         return file_sha256(path)
 
     monkeypatch.setattr(loading_module, "file_sha256", counting)
-    first = checkpoint_sha256(directory)
+    first = tokenizer_checkpoint_sha256(directory)
     assert sorted(hashed) == ["config.json", "model.safetensors", "preprocessor_config.json"]
     sidecar = json.loads((directory / HASH_SIDECAR).read_text())
     assert (
@@ -269,18 +269,18 @@ def test_hashes_are_cached_by_size_and_mtime(
         == (directory / "model.safetensors").stat().st_size
     )
     hashed.clear()
-    assert checkpoint_sha256(directory) == first and hashed == []
+    assert tokenizer_checkpoint_sha256(directory) == first and hashed == []
     # a changed config is re-hashed, alone, and changes the checkpoint hash
     config = directory / "config.json"
     config.write_text(config.read_text().replace('"d_model": 64', '"d_model": 64 '))
     stat = config.stat()
     os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    changed = checkpoint_sha256(directory)
+    changed = tokenizer_checkpoint_sha256(directory)
     assert hashed == ["config.json"] and changed != first
     # a corrupt cache is ignored
     (directory / HASH_SIDECAR).write_text("{broken")
     hashed.clear()
-    assert checkpoint_sha256(directory) == changed and len(hashed) == 3
+    assert tokenizer_checkpoint_sha256(directory) == changed and len(hashed) == 3
 
 
 def test_a_read_only_folder_still_hashes(
@@ -296,6 +296,6 @@ def test_a_read_only_folder_still_hashes(
 
     monkeypatch.setattr(loading_module.tempfile, "mkstemp", refuse)
     with caplog.at_level(logging.WARNING, logger="inference.glm4voice.loading"):
-        assert checkpoint_sha256(directory) == checkpoint_sha256(demo_dir)
+        assert tokenizer_checkpoint_sha256(directory) == tokenizer_checkpoint_sha256(demo_dir)
     assert not (directory / HASH_SIDECAR).exists()
     assert any("cannot cache checkpoint hashes" in r.message for r in caplog.records)

@@ -26,8 +26,8 @@ from inference.glm4voice import (
     RELEASED_PREPROCESSOR,
     GLM4VoiceTokenizer,
     GLM4VoiceTokenizerConfig,
-    checkpoint_sha256,
     load_tokenizer,
+    tokenizer_checkpoint_sha256,
 )
 from inference.glm4voice.demo import calibrate_codebook
 from inference.glm4voice.features import window_features
@@ -147,7 +147,7 @@ def test_the_released_key_set_at_real_dimensions_loads(
         ):
             assert torch.equal(state[name], handle.get_tensor(name)), name
     assert len(model.layers) == 16 and model.config.d_model == 1280
-    assert real_tokenizer.checkpoint_sha256 == checkpoint_sha256(released_dir)
+    assert real_tokenizer.checkpoint_sha256 == tokenizer_checkpoint_sha256(released_dir)
     assert (released_dir / ".voxlake-sha256.json").exists()
     listing = "".join(
         f"{hashlib.sha256((released_dir / n).read_bytes()).hexdigest()}  {n}\n"

@@ -30,11 +30,17 @@ import pipelines.releases.export as exports
 from pipelines.audio.pcm import encode_flac16
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.project import Project
-from pipelines.releases.create import RELEASE_FILE, UTTERANCES_FILE, ReleaseError
+from pipelines.releases.create import ReleaseError
 from pipelines.releases.export import ExportError, code_cache_path, export_hf, export_vita_jsonl
 from pipelines.shards.writer import ShardSample, write_shards
 from schemas import ProjectConfig, ShardIndexRow, ShardLimits, ShardSampleMeta
-from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard
+from schemas.release import (
+    RELEASE_FILE,
+    RELEASE_UTTERANCE_ARROW_SCHEMA,
+    UTTERANCES_FILE,
+    Release,
+    ReleaseShard,
+)
 from schemas.shards import shard_key
 
 RATE_HZ = 16000

@@ -34,7 +34,6 @@ from pipelines.cli.app import app
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.lineage import Lineage, LineageError, lineage, lineage_tree
 from pipelines.project import Project, load_project
-from pipelines.releases.create import RELEASE_FILE, UTTERANCES_FILE
 from pipelines.shards.writer import ShardSample, write_shards
 from pipelines.units import write_units_index
 from schemas import (
@@ -45,8 +44,14 @@ from schemas import (
     SourceConfig,
     UnitPlan,
 )
-from schemas.hashing import sha256_file
-from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard
+from schemas.hashing import file_sha256
+from schemas.release import (
+    RELEASE_FILE,
+    RELEASE_UTTERANCE_ARROW_SCHEMA,
+    UTTERANCES_FILE,
+    Release,
+    ReleaseShard,
+)
 from schemas.shards import shard_key
 from schemas.training import EvalRecord, RunRecord
 
@@ -311,7 +316,7 @@ def test_releases_shards_units_and_sources(tiny: TinyLake) -> None:
         got = result.release(name)
         assert [s.model_dump() for s in got.shards] == [s.model_dump() for s in expected.shards]
         for shard in got.shards:
-            assert sha256_file(root / shard.shard) == shard.sha256
+            assert file_sha256(root / shard.shard) == shard.sha256
             assert (root / shard.shard).stat().st_size == shard.bytes
         assert (got.created_at, got.where, got.code_version) == (
             expected.created_at,

@@ -12,7 +12,7 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from schemas.training import STAGE_ORDER, MixtureItem, StageConfig
-from trainer.checkpoints import checkpoint_sha256, export_checkpoint, prepare_model
+from trainer.checkpoints import export_checkpoint, model_checkpoint_sha256, prepare_model
 from trainer.model import Qwen2MCTPForCausalLM
 from trainer.recipes import RecipeError, launch_command, load_stage_config, recipe_path
 from trainer.train import deepspeed_config, lr_lambda, param_groups
@@ -214,7 +214,7 @@ def test_export_checkpoint_is_atomic_and_hashed(tmp_path: Path) -> None:
     )
     out = tmp_path / "run" / "hf"
     sha = export_checkpoint(model, _Tokenizer(), out, {"stage": "mtp1"})
-    assert sha == checkpoint_sha256(out)
+    assert sha == model_checkpoint_sha256(out)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["hf"]  # no temporaries
     reloaded = Qwen2MCTPForCausalLM.from_pretrained(out)
     assert reloaded.num_mctp_modules == 1

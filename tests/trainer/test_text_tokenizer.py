@@ -20,7 +20,7 @@ from trainer.text_tokenizer import (
     _demo_backend,
     extend_tokenizer,
     load_text_tokenizer,
-    tokenizer_sha256,
+    text_tokenizer_sha256,
     train_demo_text_tokenizer,
 )
 
@@ -166,13 +166,13 @@ def test_load_extends_a_folder_without_speech_tokens(tmp_path: Path) -> None:
     qwen.add_tokens(["<|im_start|>", "<|im_end|>"], special_tokens=True)
     qwen.save_pretrained(str(folder))
     assert len(qwen) == 259  # 256 bytes, <|endoftext|>, <|im_start|>, <|im_end|>
-    before = tokenizer_sha256(folder)
+    before = text_tokenizer_sha256(folder)
     tokenizer, vocab = load_text_tokenizer(folder)
     assert isinstance(tokenizer, Qwen2Tokenizer)
     assert (vocab.pad, vocab.im_start, vocab.im_end) == (256, 257, 258)
     assert vocab.audio_offset == 259 + 20
     assert tokenizer.convert_tokens_to_ids("<|audio_16383|>") == vocab.audio_offset + 16383
-    assert tokenizer_sha256(folder) == before  # extended in memory only
+    assert text_tokenizer_sha256(folder) == before  # extended in memory only
 
 
 def test_load_errors_name_the_folder(tmp_path: Path) -> None:
@@ -192,10 +192,10 @@ def test_load_errors_name_the_folder(tmp_path: Path) -> None:
 def test_tokenizer_sha256_follows_content(demo_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(demo_dir, copy)
-    assert tokenizer_sha256(copy) == tokenizer_sha256(demo_dir)
+    assert text_tokenizer_sha256(copy) == text_tokenizer_sha256(demo_dir)
     config = copy / "tokenizer_config.json"
     config.write_text(config.read_text().replace("<|im_end|>", "<|endoftext|>", 1))
-    changed = tokenizer_sha256(copy)
-    assert changed != tokenizer_sha256(demo_dir)
+    changed = text_tokenizer_sha256(copy)
+    assert changed != text_tokenizer_sha256(demo_dir)
     (copy / "README.md").rename(copy / "README.txt")
-    assert tokenizer_sha256(copy) not in (changed, tokenizer_sha256(demo_dir))
+    assert text_tokenizer_sha256(copy) not in (changed, text_tokenizer_sha256(demo_dir))
