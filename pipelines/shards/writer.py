@@ -17,12 +17,6 @@ killed writer therefore leaves only complete shards and no index; a present
 Keys, shard names and the `.codes.npy` codec are the shard contract in
 `schemas/shards.py`; `pipelines/shards/reader.py` reads shards back.
 
->>> shard_key("1089/134686/1089-134686-0000")
-'1089__134686__1089-134686-0000'
->>> shard_key("spk1/utt.0001")
-'spk1__utt_0001-094a53ca'
->>> shard_name(41)
-'shard-000041.tar'
 """
 
 from __future__ import annotations
