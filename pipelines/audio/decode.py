@@ -1,21 +1,11 @@
-"""Decode utterance audio and prepare it for measurement: float32, mono, 16 kHz, cut to the segment.
+"""Decode an utterance's audio file to float32 samples at its own rate.
 
 `decode` reads wav/flac/mp3/ogg vorbis/ogg opus with libsndfile and the
 formats libsndfile cannot read (m4a, aac, mp4, webm, wma) with FFmpeg through
 torchcodec, when FFmpeg's shared libraries are installed. Every failure is an
 `AudioDecodeError` carrying a `RejectReason` code, never a crash of the unit.
-`prepare` turns one utterance into a `PreparedAudio`; `prepare_many` does a
-whole unit and decodes and resamples each recording once, however many
-segments it serves (a WenetSpeech recording serves hundreds). `pcm16`,
-`pcm_sha256` and `encode_flac16` fix the 16-bit form the shards store and the
-content hash that finds duplicate audio.
-
->>> import numpy as np
->>> tone = np.sin(2 * np.pi * 440 * np.arange(48000) / 48000).astype(np.float32)
->>> len(resample(tone, 48000))
-16000
->>> len(cut(resample(tone, 48000), offset_s=0.25, duration_s=0.5))
-8000
+Mono, 16 kHz and cutting are `pipelines/audio/prepare.py`'s job; the 16-bit
+stored form and its hash are `pipelines/audio/pcm.py`'s.
 """
 
 from __future__ import annotations
