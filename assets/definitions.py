@@ -3,7 +3,9 @@
 `dagster dev -m assets.definitions` (what `voxlake ui` runs) loads the project
 named by `$VOXLAKE_PROJECT` (default: the current folder): one inventory asset
 per source in its `voxlake.yaml`, the per-unit assets (manifest → quality →
-tokens → shards → catalogue) and the lake-wide ones (quality report, releases).
+tokens → shards → catalogue) and the lake-wide ones (quality report, releases),
+then training. Every asset carries source-code references to its step module
+(`pipelines/steps/<asset>.py`) and to its declaration (`assets/<group>.py`).
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.catalogue import catalogue
+from assets.code_references import with_code_references
 from assets.ingest import INGEST_GROUP, build_inventory_asset, build_manifest_asset
 from assets.quality import build_quality_asset, quality_report
-from assets.release import release
-from assets.resources import VoxlakeProject
-from assets.shards import catalogue, shards
+from assets.releases import release
+from assets.resources import PROJECT_RESOURCE_KEY, VoxlakeProject
+from assets.shards import shards
 from assets.tokens import build_tokens_asset
 from assets.training import TRAIN_ASSETS, evaluation
 from pipelines.project import load_project
-from pipelines.tokenizer import tokenizer_checkpoint_sha256
+from pipelines.tokenizer import configured_tokenizer_sha256
 
 INVENTORY_JOB = "inventory_job"
 UNIT_JOB = "unit_job"
@@ -42,7 +46,7 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
         build_tokens_asset(
             # The checkpoint's content hash versions the tokens asset; hashing is cached
             # by the checkpoint loader, so a 1.5 GB checkpoint is hashed once per process.
-            tokenizer_checkpoint_sha256(project.directory, project.config.tokenizer)
+            configured_tokenizer_sha256(project.directory, project.config.tokenizer)
         ),
         shards,
         catalogue,
@@ -52,7 +56,7 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
     # Training stages on `training.release`, then evaluation of the final checkpoint.
     training_assets = [*TRAIN_ASSETS, evaluation]
     return dg.Definitions(
-        assets=[*inventories, *unit_assets, *lake_assets, *training_assets],
+        assets=with_code_references([*inventories, *unit_assets, *lake_assets, *training_assets]),
         jobs=[
             dg.define_asset_job(
                 INVENTORY_JOB,
@@ -77,7 +81,7 @@ def build_definitions(project_dir: Path) -> dg.Definitions:
             ),
         ],
         resources={
-            "project": VoxlakeProject(project_dir=str(project.directory)),
+            PROJECT_RESOURCE_KEY: VoxlakeProject(project_dir=str(project.directory)),
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
         },
     )

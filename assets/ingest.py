@@ -1,5 +1,6 @@
 """Ingest assets: `inventory/<source>` plans units, `manifest` writes one unit's rows.
 
+Their work is `pipelines/steps/inventory.py` and `pipelines/steps/manifest.py`.
 `manifest` carries a blocking asset check, `accounting`: every input utterance
 of the unit is either a manifest row or a rejection.
 """
@@ -9,16 +10,32 @@ import json
 import dagster as dg
 import polars as pl
 
+from assets.checks import check_result
 from assets.partitions import UNITS_PARTITIONS_NAME, units_partitions
 from assets.resources import VoxlakeProject
+from assets.units import unit_run
 from pipelines.steps.inventory import inventory_source
-from pipelines.steps.manifest import build_manifest
-from pipelines.units import read_units_index, source_of_unit
+from pipelines.steps.manifest import (
+    UnitNotPlannedError,
+    build_manifest,
+    check_accounting,
+    planned_inputs,
+)
+from pipelines.units import source_of_unit
 from schemas import SourceConfig, UnitPlan
-from schemas.hashing import sha256_file
+from schemas.hashing import file_sha256
 
 INGEST_GROUP = "ingest"
 PREVIEW_ROWS = 10
+PREVIEW_COLUMNS = (
+    "utterance_id",
+    "status",
+    "reject_reason",
+    "speaker",
+    "language",
+    "duration_s",
+    "text",
+)
 
 
 def inventory_key(source_name: str) -> dg.AssetKey:
@@ -38,10 +55,10 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
         tags={"voxlake/source": source.name},
     )
     def inventory(
-        context: dg.AssetExecutionContext, project: VoxlakeProject
+        context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
     ) -> dg.MaterializeResult:
-        loaded = project.load()
-        config = loaded.config.source(source.name)
+        project = voxlake_project.load()
+        config = project.config.source(source.name)
         planned = 0
 
         def log_unit(plan: UnitPlan) -> None:
@@ -53,7 +70,7 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
                 )
 
         plans = inventory_source(
-            config, loaded.directory, loaded.lake, loaded.config.unit_limits(config), log_unit
+            config, project.directory, project.lake, project.config.unit_limits(config), log_unit
         )
         keys = [p.unit for p in plans]
         existing = set(context.instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME))
@@ -68,7 +85,7 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
             f"{source.name}: {n_inputs} input utterances in {len(plans)} units "
             f"({len(new)} new, {len(gone)} removed)"
         )
-        digest = sha256_file(loaded.lake.units_index(source.name))
+        units_index = project.lake.units_index(source.name)
         return dg.MaterializeResult(
             metadata={
                 "units": len(plans),
@@ -76,9 +93,9 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
                 "declared_hours": round(sum(p.declared_duration_s for p in plans) / 3600, 4),
                 "new_units": len(new),
                 "removed_units": len(gone),
-                "units_index": dg.MetadataValue.path(str(loaded.lake.units_index(source.name))),
+                "units_index": dg.MetadataValue.path(str(units_index)),
             },
-            data_version=dg.DataVersion(digest[:16]),
+            data_version=dg.DataVersion(file_sha256(units_index)[:16]),
         )
 
     return inventory
@@ -105,35 +122,25 @@ def build_manifest_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
         kinds={"parquet"},
     )
     def manifest(
-        context: dg.AssetExecutionContext, project: VoxlakeProject
+        context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
     ) -> dg.MaterializeResult:
-        loaded = project.load()
-        unit = context.partition_key
-        source = loaded.config.source(source_of_unit(unit))
-        plans = {p.unit: p for p in read_units_index(loaded.lake, source.name)}
-        if unit not in plans:
-            raise dg.Failure(
-                f"unit {unit!r} is not in the inventory of {source.name!r}; "
-                "re-materialize inventory/" + source.name
-            )
-        plan = plans[unit]
-        summary = build_manifest(source, loaded.directory, loaded.lake, unit, plan.n_inputs)
-        path = loaded.lake.manifest(source.name, unit)
+        run = unit_run(context, voxlake_project)
+        project, unit, source = run.project, run.unit, run.source
+        try:
+            n_inputs = planned_inputs(project.lake, source.name, unit)
+        except UnitNotPlannedError as error:
+            raise dg.Failure(str(error)) from error
+        summary = build_manifest(source, project.directory, project.lake, unit, n_inputs)
+        path = project.lake.manifest(source.name, unit)
         frame = pl.read_parquet(path)
-        n_rows = frame.height
-        n_unique = frame["utterance_id"].n_unique()
-        accounted = summary.n_ok + summary.n_rejected
-        passed = accounted == plan.n_inputs == n_rows and n_unique == n_rows
         context.log.info(
-            f"{unit}: {summary.n_ok} ok, {summary.n_rejected} rejected of {plan.n_inputs} inputs; "
+            f"{unit}: {summary.n_ok} ok, {summary.n_rejected} rejected of {n_inputs} inputs; "
             f"rejections {dict(summary.rejections)}"
         )
-        preview = frame.head(PREVIEW_ROWS).select(
-            "utterance_id", "status", "reject_reason", "speaker", "language", "duration_s", "text"
-        )
+        preview = frame.head(PREVIEW_ROWS).select(PREVIEW_COLUMNS)
         return dg.MaterializeResult(
             metadata={
-                "inputs": plan.n_inputs,
+                "inputs": n_inputs,
                 "ok": summary.n_ok,
                 "rejected": summary.n_rejected,
                 "ok_hours": round(summary.ok_duration_s / 3600, 4),
@@ -142,23 +149,8 @@ def build_manifest_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
                 "path": dg.MetadataValue.path(str(path)),
                 "preview": dg.MetadataValue.md(_markdown_table(preview)),
             },
-            data_version=dg.DataVersion(sha256_file(path)[:16]),
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="accounting",
-                    passed=passed,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={
-                        "inputs": plan.n_inputs,
-                        "rows": n_rows,
-                        "ok_plus_rejected": accounted,
-                        "unique_ids": n_unique,
-                    },
-                    description=None
-                    if passed
-                    else (f"{plan.n_inputs} inputs but {n_rows} rows ({n_unique} unique ids)"),
-                )
-            ],
+            data_version=dg.DataVersion(file_sha256(path)[:16]),
+            check_results=[check_result("accounting", check_accounting(n_inputs, summary, frame))],
         )
 
     return manifest

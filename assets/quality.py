@@ -1,6 +1,7 @@
 """Quality assets: `quality[unit]` measures and judges every utterance of a unit;
 `quality_report` renders the lake-wide HTML report.
 
+Their work is `pipelines/steps/quality.py` and `pipelines/steps/quality_report.py`.
 `quality` carries two checks: `accounting` (blocking: every manifest row has
 exactly one decision) and `distribution` (a warning when a unit's SNR or
 duration distribution is implausible). Its code version includes the policy
@@ -10,13 +11,13 @@ downstream, stale in the UI.
 
 import dagster as dg
 
+from assets.checks import check_result
 from assets.partitions import units_partitions
 from assets.resources import VoxlakeProject
-from pipelines.steps.quality import assess_unit
-from pipelines.steps.quality_report import write_report
-from pipelines.units import source_of_unit
-from quality.distribution import implausible_distribution
-from quality.report import markdown_summary
+from assets.units import unit_run
+from pipelines.steps.quality import assess_unit, check_accounting, check_distribution
+from pipelines.steps.quality_report import report_path, write_report
+from quality.report.summary import markdown_summary
 from schemas import QualityPolicy
 
 QUALITY_GROUP = "quality"
@@ -51,31 +52,17 @@ def build_quality_asset(policy: QualityPolicy) -> dg.AssetsDefinition:
         ],
         kinds={"parquet", "numpy"},
     )
-    def quality(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
-        loaded = project.load()
-        unit = context.partition_key
-        source = loaded.config.source(source_of_unit(unit))
-
-        def progress(done: int, total: int) -> None:
-            context.log.info(f"{unit}: {done}/{total} utterances assessed")
-
-        summary = assess_unit(loaded, source, unit, on_progress=progress)
-        frame = summary.frame
-        accounted = summary.n_accepted + summary.n_rejected
-        passed = accounted == summary.n_manifest_rows == frame.height and (
-            frame["utterance_id"].n_unique() == frame.height
-        )
-        measured = frame.filter(
-            frame["reject_stage"].is_null() | (frame["reject_stage"] == "policy")
-        )
-        reasons = implausible_distribution(
-            measured["wada_snr_db"].to_list(), measured["duration_s"].to_list()
+    def quality(
+        context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
+    ) -> dg.MaterializeResult:
+        run = unit_run(context, voxlake_project)
+        summary = assess_unit(
+            run.project, run.source, run.unit, on_progress=run.progress("utterances assessed")
         )
         context.log.info(
-            f"{unit}: {summary.n_accepted} accepted, {summary.n_rejected} rejected "
+            f"{run.unit}: {summary.n_accepted} accepted, {summary.n_rejected} rejected "
             f"(policy {summary.policy_version})"
         )
-        report_path = loaded.lake.reports_dir() / "quality.html"
         return dg.MaterializeResult(
             metadata={
                 "manifest_rows": summary.n_manifest_rows,
@@ -84,28 +71,14 @@ def build_quality_asset(policy: QualityPolicy) -> dg.AssetsDefinition:
                 "accepted_hours": round(summary.accepted_duration_s / 3600, 4),
                 "policy_version": summary.policy_version,
                 "rejections": dg.MetadataValue.json(summary.rejections),
-                "summary": dg.MetadataValue.md(markdown_summary(frame)),
+                "summary": dg.MetadataValue.md(markdown_summary(summary.frame)),
                 "path": dg.MetadataValue.path(str(summary.path)),
-                "report": dg.MetadataValue.path(str(report_path)),
+                "report": dg.MetadataValue.path(str(report_path(run.project))),
             },
             data_version=dg.DataVersion(summary.sha256[:16]),
             check_results=[
-                dg.AssetCheckResult(
-                    check_name="accounting",
-                    passed=passed,
-                    metadata={
-                        "manifest_rows": summary.n_manifest_rows,
-                        "accepted_plus_rejected": accounted,
-                        "rows": frame.height,
-                    },
-                ),
-                dg.AssetCheckResult(
-                    check_name="distribution",
-                    passed=not reasons,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"measured": measured.height},
-                    description="; ".join(reasons) or None,
-                ),
+                check_result("accounting", check_accounting(summary)),
+                check_result("distribution", check_distribution(summary.frame)),
             ],
         )
 
@@ -121,11 +94,10 @@ def build_quality_asset(policy: QualityPolicy) -> dg.AssetsDefinition:
     kinds={"html"},
 )
 def quality_report(
-    context: dg.AssetExecutionContext, project: VoxlakeProject
+    context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
 ) -> dg.MaterializeResult:
     """Render `lake/reports/quality.html` from every unit's quality decisions."""
-    loaded = project.load()
-    path = write_report(loaded)
+    path = write_report(voxlake_project.load())
     context.log.info(f"quality report written to {path}")
     return dg.MaterializeResult(
         metadata={"path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size}

@@ -1,4 +1,8 @@
-"""Resources: the voxlake project the assets work on."""
+"""Resources: the voxlake project the assets work on.
+
+Bound as `voxlake_project` (`PROJECT_RESOURCE_KEY`); an asset takes it as a
+parameter of that name and calls `load()` for the `Project` it works on.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.project import Project, load_project
+
+PROJECT_RESOURCE_KEY = "voxlake_project"
 
 
 class VoxlakeProject(dg.ConfigurableResource):

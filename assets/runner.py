@@ -1,9 +1,9 @@
 """Materialize a project's assets through Dagster, on the project's own instance.
 
-Used by `voxlake run` and the demo. Runs are real Dagster runs recorded in the
-project's `DAGSTER_HOME` (so they appear in the UI's run history): first the
-unpartitioned assets that plan units (inventories), then one run per unit for
-the selected per-unit assets, then unpartitioned downstream assets.
+Used by `voxlake run` and `voxlake demo` (`assets/cli.py`). Runs are real Dagster
+runs recorded in the project's `DAGSTER_HOME` (so they appear in the UI's run
+history): first the unpartitioned assets that plan units (inventories), then one
+run per unit for the selected per-unit assets, then unpartitioned downstream assets.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from assets.definitions import (
     build_definitions,
 )
 from assets.partitions import UNITS_PARTITIONS_NAME
+from assets.pools import POOL_LIMITS
 from assets.training import TRAINING_GROUP
 from pipelines.project import Project
 from pipelines.units import source_of_unit
-
-# Named pool limits (see dagster.yaml): DuckDB allows one writer per file.
-POOL_LIMITS = {"catalogue": 1, "gpu": 1}
 
 
 @dataclass

@@ -1,19 +1,20 @@
 """The `tokens` asset: GLM-4-Voice codes for every accepted utterance of a unit.
 
-Runs in the `gpu` pool. Its code version carries the tokenizer checkpoint's
-content hash, so pointing `tokenizer.checkpoint` at another checkpoint makes
-exactly the tokens (and what is downstream of them) stale. Asset check
-`code_rate`: every row holds exactly the number of codes its sample count
-implies (12.5 per second, per 30 s window, padding rule included).
+Its work is `pipelines/steps/tokens.py`. Runs in the `gpu` pool. Its code version
+carries the tokenizer checkpoint's content hash, so pointing `tokenizer.checkpoint`
+at another checkpoint makes exactly the tokens (and what is downstream of them)
+stale. Asset check `code_rate`: every row holds exactly the number of codes its
+sample count implies (12.5 per second, per 30 s window, padding rule included).
 """
 
 import dagster as dg
 
+from assets.checks import check_result
 from assets.partitions import units_partitions
+from assets.pools import GPU_POOL
 from assets.resources import VoxlakeProject
-from inference.glm4voice import expected_code_count
-from pipelines.steps.tokens import tokenize_unit
-from pipelines.units import source_of_unit
+from assets.units import unit_run
+from pipelines.steps.tokens import check_code_rate, tokenize_unit
 
 TOKENS_GROUP = "tokens"
 TOKENS_CODE_VERSION = "1"
@@ -27,7 +28,7 @@ def build_tokens_asset(tokenizer_sha256: str | None) -> dg.AssetsDefinition:
         group_name=TOKENS_GROUP,
         partitions_def=units_partitions,
         deps=["quality"],
-        pool="gpu",
+        pool=GPU_POOL,
         code_version=f"{TOKENS_CODE_VERSION}-tokenizer-{(tokenizer_sha256 or 'missing')[:16]}",
         description="GLM-4-Voice speech codes (12.5 Hz, 16384-way) of every accepted "
         "utterance. Writes lake/tokens/<source>/<unit>.parquet.",
@@ -41,26 +42,18 @@ def build_tokens_asset(tokenizer_sha256: str | None) -> dg.AssetsDefinition:
         ],
         kinds={"parquet", "pytorch"},
     )
-    def tokens(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
-        loaded = project.load()
-        unit = context.partition_key
-        source = loaded.config.source(source_of_unit(unit))
-
-        def progress(done: int, total: int) -> None:
-            context.log.info(f"{unit}: {done}/{total} utterances tokenized")
-
-        summary = tokenize_unit(loaded, source, unit, on_progress=progress)
+    def tokens(
+        context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
+    ) -> dg.MaterializeResult:
+        run = unit_run(context, voxlake_project)
+        summary = tokenize_unit(
+            run.project, run.source, run.unit, on_progress=run.progress("utterances tokenized")
+        )
         if summary.tokenizer_is_demo:
             context.log.warning(
-                f"{unit}: codes from the random-weight DEMO tokenizer: they carry no meaning"
+                f"{run.unit}: codes from the random-weight DEMO tokenizer: they carry no meaning"
             )
         frame = summary.frame
-        wrong = [
-            row["utterance_id"]
-            for row in frame.select("utterance_id", "n_samples", "n_codes").iter_rows(named=True)
-            if row["n_codes"] != expected_code_count(row["n_samples"])
-        ]
-        complete = frame.height == summary.n_accepted
         return dg.MaterializeResult(
             metadata={
                 "utterances": frame.height,
@@ -71,18 +64,7 @@ def build_tokens_asset(tokenizer_sha256: str | None) -> dg.AssetsDefinition:
                 "path": dg.MetadataValue.path(str(summary.path)),
             },
             data_version=dg.DataVersion(summary.sha256[:16]),
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="code_rate",
-                    passed=not wrong and complete,
-                    metadata={
-                        "rows": frame.height,
-                        "accepted": summary.n_accepted,
-                        "wrong_count": len(wrong),
-                        "examples": dg.MetadataValue.json(wrong[:10]),
-                    },
-                )
-            ],
+            check_results=[check_result("code_rate", check_code_rate(summary))],
         )
 
     return tokens

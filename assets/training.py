@@ -1,7 +1,9 @@
 """Training assets: the four VITA-Audio stages, launched with `deepspeed` through Dagster Pipes.
 
+Their work is `pipelines/steps/train.py` (all four stages) and
+`pipelines/steps/evaluation.py`.
 `train_stage1 → train_mtp1 → train_mtp10 → train_sft`, each in the `gpu` pool. The
-asset plans the stage (pipelines.training), registers the run as `running`, runs the
+asset plans the stage (`plan_stage`), registers the run as `running`, runs the
 real `deepspeed` launcher with `PipesSubprocessClient` (rank 0 of the trainer streams
 loss and throughput as Pipes log events and reports the final materialisation), then
 registers the finished run in the catalogue. A stage killed halfway resumes from its
@@ -10,12 +12,12 @@ last DeepSpeed checkpoint when it is materialised again.
 
 import dagster as dg
 
+from assets.pools import GPU_POOL
 from assets.resources import VoxlakeProject
-from pipelines.steps.evaluation import eval_markdown, run_evaluation
+from pipelines.steps.evaluation import eval_markdown, evaluate_final_checkpoint
 from pipelines.steps.train import (
     TrainingError,
     finish_run,
-    latest_succeeded_run,
     loss_curve_markdown,
     plan_stage,
     read_result,
@@ -36,22 +38,22 @@ def build_train_asset(stage: str) -> dg.AssetsDefinition:
         name=TRAIN_ASSET_KEYS[stage],
         group_name=TRAINING_GROUP,
         deps=[upstream],
-        pool="gpu",
+        pool=GPU_POOL,
         kinds={"deepspeed", "pytorch"},
         description=f"VITA-Audio training stage `{stage}` on `training.release`, launched with "
         "the deepspeed launcher through Dagster Pipes; registers the run in the catalogue.",
     )
     def _train(
         context: dg.AssetExecutionContext,
-        project: VoxlakeProject,
+        voxlake_project: VoxlakeProject,
         pipes_subprocess_client: dg.PipesSubprocessClient,
     ) -> dg.MaterializeResult:
-        loaded = project.load()
+        project = voxlake_project.load()
         try:
-            plan = plan_stage(loaded, stage)  # type: ignore[arg-type]
+            plan = plan_stage(project, stage)  # type: ignore[arg-type]
         except TrainingError as error:
             raise dg.Failure(str(error)) from error
-        record = start_run(loaded, plan, dagster_run_id=context.run.run_id)
+        record = start_run(project, plan, dagster_run_id=context.run.run_id)
         context.log.info(f"run {plan.run_id}: {' '.join(plan.command)}")
         try:
             invocation = pipes_subprocess_client.run(
@@ -60,9 +62,9 @@ def build_train_asset(stage: str) -> dg.AssetsDefinition:
             reported = invocation.get_materialize_result()
             result = read_result(plan)
         except BaseException:
-            finish_run(loaded, plan, record, None)
+            finish_run(project, plan, record, None)
             raise
-        done = finish_run(loaded, plan, record, result)
+        done = finish_run(project, plan, record, result)
         metadata = dict(reported.metadata or {})
         metadata.update(
             {
@@ -89,26 +91,22 @@ TRAIN_ASSETS = [build_train_asset(stage) for stage in STAGE_ORDER]
     name="evaluation",
     group_name=TRAINING_GROUP,
     deps=[TRAIN_ASSET_KEYS["sft"]],
-    pool="gpu",
+    pool=GPU_POOL,
     kinds={"pytorch", "duckdb"},
     description="Evaluates the newest SFT checkpoint on training.release's held-out split: "
     "text/audio loss and perplexity, per-MCTP-module top-1, and each decoding schedule's "
     "agreement with Vanilla and speed-up; registered in the catalogue's `evals` table.",
 )
-def evaluation(context: dg.AssetExecutionContext, project: VoxlakeProject) -> dg.MaterializeResult:
+def evaluation(
+    context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
+) -> dg.MaterializeResult:
     """Evaluate the final checkpoint of the training chain."""
-    loaded = project.load()
-    release = loaded.config.training.release
-    run = latest_succeeded_run(loaded, "sft", release) if release else None
-    if run is None or run.checkpoint is None:
-        raise dg.Failure("no finished train_sft run on training.release; materialise it first")
-    record, _ = run_evaluation(
-        loaded,
-        loaded.lake.root / run.checkpoint,
-        release,
-        dagster_run_id=context.run.run_id,
-        progress=context.log.info,
-    )
+    try:
+        record = evaluate_final_checkpoint(
+            voxlake_project.load(), dagster_run_id=context.run.run_id, progress=context.log.info
+        )
+    except TrainingError as error:
+        raise dg.Failure(str(error)) from error
     metrics = record.metrics
     return dg.MaterializeResult(
         metadata={

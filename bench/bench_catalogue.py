@@ -58,12 +58,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipelines.catalogue.build import (
-    open_catalogue_readonly,
-    query_catalogue,
-    rebuild_catalogue,
-    update_catalogue,
-)
+from pipelines.catalogue.build import rebuild_catalogue, update_catalogue
+from pipelines.catalogue.read import open_catalogue_readonly, query_catalogue
 from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.project import Project, init_project
 from pipelines.units import write_units_index

@@ -218,7 +218,8 @@ def _verdict(rows: list[dict[str, object]]) -> str:
 
     hq, ta, kaiser = "soxr HQ", "torchaudio default", "torchaudio kaiser_best"
     return (
-        "Choice: **soxr HQ** (`pipelines/audio.py`, `resample`). Against torchaudio's default "
+        "Choice: **soxr HQ** (`pipelines/audio/prepare.py`, `resample`). "
+        "Against torchaudio's default "
         f"it runs {ratio('x_rt_5s', hq, ta)}x as fast on 5 s utterances and "
         f"{ratio('x_rt_600s', hq, ta)}x on 10 min recordings; its 1 kHz tone error is "
         f"{span(hq, 'tone_error_db')} dB against {span(ta, 'tone_error_db')} dB, and its "

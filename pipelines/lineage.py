@@ -13,7 +13,8 @@ inside the checkpoint name it too), by the run id that produced it, or by a
 prefix of its sha256 (at least `MIN_SHA256_PREFIX` hex digits).
 
 Whether shard files on disk still have the release's sha256 is `voxlake audit`'s
-business, not this module's.
+business, not this module's; the tree `voxlake lineage` prints is drawn by
+`pipelines/cli/render.py`.
 """
 
 from __future__ import annotations
@@ -26,14 +27,10 @@ from typing import Any, Literal
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from rich.markup import escape
-from rich.tree import Tree
 
-from pipelines.catalogue.build import (
-    CATALOGUE_SCHEMA_VERSION,
-    CatalogueError,
-    open_catalogue_readonly,
-)
+from pipelines.catalogue.errors import CatalogueError
+from pipelines.catalogue.read import open_catalogue_readonly
+from pipelines.catalogue.tables import CATALOGUE_SCHEMA_VERSION
 from pipelines.project import Project
 from schemas.release import ReleaseShard
 from schemas.training import EvalRecord, RunRecord
@@ -42,6 +39,11 @@ MIN_SHA256_PREFIX = 6
 """Fewest hex digits taken as a checkpoint sha256 prefix."""
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def short_sha256(sha256: str | None, digits: int = 12) -> str:
+    """The first `digits` hex digits of a sha256, or `-` when there is none."""
+    return sha256[:digits] if sha256 else "-"
 
 
 class LineageError(Exception):
@@ -211,7 +213,8 @@ def _path_candidates(project: Project, text: str) -> list[Path]:
 
 def _ambiguous(what: str, matches: list[RunRecord]) -> LineageError:
     listed = ", ".join(
-        f"{r.run_id} ({r.checkpoint or 'no checkpoint'}, sha256 {_short(r.checkpoint_sha256)})"
+        f"{r.run_id} ({r.checkpoint or 'no checkpoint'}, "
+        f"sha256 {short_sha256(r.checkpoint_sha256)})"
         for r in matches
     )
     return LineageError(f"{what} is ambiguous: it matches runs {listed}; be more specific")
@@ -436,151 +439,3 @@ def lineage(project: Project, checkpoint: str, *, catalogue: Path | None = None)
         releases=releases,
         evals=evals,
     )
-
-
-# ---------------------------------------------------------------------------
-# Rendering
-
-
-def _short(sha256: str | None, digits: int = 12) -> str:
-    return sha256[:digits] if sha256 else "-"
-
-
-def _when(value: dt.datetime | None) -> str:
-    return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC" if value else "-"
-
-
-_KEY_METRICS = (
-    "steps",
-    "final_loss",
-    "final_main_loss",
-    "tokens_per_s",
-    "main_loss",
-    "text_ppl",
-    "audio_ppl",
-    "main_top1",
-)
-
-
-def _key_metrics(metrics: dict[str, Any]) -> str:
-    """The headline numbers of a run or eval (`--json` has them all)."""
-    parts = []
-    for key in _KEY_METRICS:
-        value = metrics.get(key)
-        if isinstance(value, float):
-            parts.append(f"{key} {value:.4g}")
-        elif value is not None:
-            parts.append(f"{key} {value}")
-    for row in metrics.get("schedules") or []:
-        if row.get("speedup_vs_vanilla") is not None and row["schedule"] != "vanilla":
-            parts.append(f"{row['schedule']} {row['speedup_vs_vanilla']:.2f}×")
-    return ", ".join(parts) or _compact(metrics)
-
-
-def _deepspeed_summary(config: dict[str, Any]) -> str:
-    """ZeRO stage, precision, batch and accumulation, clipping: what decides a run."""
-    zero = (config.get("zero_optimization") or {}).get("stage")
-    bf16 = (config.get("bf16") or {}).get("enabled")
-    return (
-        f"ZeRO-{zero}, {'bf16' if bf16 else 'fp32'}, micro batch "
-        f"{config.get('train_micro_batch_size_per_gpu')} × accumulation "
-        f"{config.get('gradient_accumulation_steps')}, clip {config.get('gradient_clipping')}"
-    )
-
-
-def _compact(value: Any, limit: int = 160) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _run_node(parent: Tree, run: RunRecord) -> Tree:
-    took = ""
-    if run.finished_at is not None:
-        minutes = (run.finished_at - run.started_at).total_seconds() / 60
-        took = f" ({minutes:.1f} min)"
-    node = parent.add(
-        f"[bold]run {escape(run.run_id)}[/]: {escape(run.stage)}, profile "
-        f"{escape(run.profile)}, {escape(run.status)}, world size {run.world_size}"
-    )
-    node.add(f"trained on release {escape(run.release)}")
-    node.add(f"checkpoint {escape(run.checkpoint or '-')} (sha256 {_short(run.checkpoint_sha256)})")
-    node.add(f"config {escape(run.config_path)} (sha256 {_short(run.config_sha256)})")
-    node.add(f"text tokenizer sha256 {_short(run.tokenizer_sha256)}")
-    node.add(f"code {escape(run.code_version)}")
-    node.add(f"DeepSpeed {escape(_deepspeed_summary(run.deepspeed_config))}")
-    resumed = (
-        f", resumed from step {run.resumed_from_step}" if run.resumed_from_step is not None else ""
-    )
-    node.add(f"started {_when(run.started_at)}, finished {_when(run.finished_at)}{took}{resumed}")
-    if run.dagster_run_id:
-        node.add(f"Dagster run {escape(run.dagster_run_id)}")
-    node.add(f"metrics {escape(_key_metrics(run.metrics))}")
-    return node
-
-
-def _more(node: Tree, shown: int, total: int) -> None:
-    if total > shown:
-        node.add(f"[dim]... and {total - shown} more (--json lists all)[/]")
-
-
-def _release_node(parent: Tree, release: ReleaseLink, max_items: int) -> None:
-    demo = " [bold yellow](DEMO: random weights)[/]" if release.tokenizer_is_demo else ""
-    node = parent.add(
-        f"[bold]release {escape(release.name)}[/] (created {_when(release.created_at)}): "
-        f"{release.n_utterances} utterances, {release.duration_s / 3600:.4f} h"
-    )
-    node.add(
-        f"where {escape(release.where)}; split by {escape(release.split_by)} "
-        f"(dev {release.dev_fraction}, test {release.test_fraction}), dedup {release.dedup}"
-    )
-    node.add(f"policy {escape(', '.join(release.policy_versions) or '-')}")
-    tokenizers = ", ".join(_short(t) for t in release.tokenizer_sha256) or "-"
-    node.add(f"audio tokenizer sha256 {tokenizers}{demo}")
-    node.add(f"code {escape(release.code_version)}")
-    shards = node.add(f"shards ({len(release.shards)})")
-    for shard in release.shards[:max_items]:
-        shards.add(f"{escape(shard.shard)} sha256 {_short(shard.sha256)}, {shard.bytes} bytes")
-    _more(shards, min(max_items, len(release.shards)), len(release.shards))
-    units = node.add(f"units ({len(release.units)})")
-    for unit in release.units[:max_items]:
-        inputs = f"{unit.n_inputs} inputs" if unit.n_inputs is not None else "not inventoried"
-        units.add(
-            f"{escape(unit.unit)} ({escape(unit.source)}): {unit.n_shards} shards, "
-            f"{unit.n_utterances} utterances, {inputs}"
-        )
-    _more(units, min(max_items, len(release.units)), len(release.units))
-    sources = node.add(f"sources ({len(release.sources)})")
-    for source in release.sources:
-        if source.configured:
-            sources.add(
-                f"{escape(source.name)} ({escape(source.kind or '-')}) {escape(source.path or '-')}"
-            )
-        else:
-            sources.add(f"{escape(source.name)} [yellow](no longer in voxlake.yaml)[/]")
-
-
-def lineage_tree(result: Lineage, max_items: int = 20) -> Tree:
-    """The lineage as a rich Tree; shards and units beyond `max_items` are counted only."""
-    root = Tree(
-        f"[bold]checkpoint {escape(result.checkpoint or '(none yet)')}[/] "
-        f"(sha256 {_short(result.checkpoint_sha256)})"
-    )
-    parent = root
-    for index, run in enumerate(result.runs):
-        node = _run_node(parent, run)
-        if run.base_checkpoint is None:
-            node.add("base: freshly initialised model")
-        elif index + 1 < len(result.runs):
-            base = result.runs[index + 1]
-            parent = node.add(f"base {escape(run.base_checkpoint)} <- run {escape(base.run_id)}")
-        else:
-            node.add(f"base {escape(run.base_checkpoint)} (not made by a run in the catalogue)")
-    for release in result.releases:
-        _release_node(root, release, max_items)
-    evals = root.add(f"evaluations ({len(result.evals)})")
-    for evaluation in result.evals:
-        evals.add(
-            f"{escape(evaluation.eval_id)}: {escape(evaluation.release)} {evaluation.split}, "
-            f"{_when(evaluation.created_at)}, metrics {escape(_key_metrics(evaluation.metrics))}"
-        )
-    return root

@@ -51,9 +51,10 @@ def ensure_checkpoint(project_dir: Path, settings: TokenizerConfig) -> Path:
 
 def configured_tokenizer_sha256(project_dir: Path, settings: TokenizerConfig) -> str | None:
     """Content hash of the configured checkpoint, or None while it does not exist yet."""
+    from inference.glm4voice import tokenizer_checkpoint_sha256
 
     folder = checkpoint_dir(project_dir, settings)
-    return configured_tokenizer_sha256(folder) if (folder / WEIGHTS_FILE).exists() else None
+    return tokenizer_checkpoint_sha256(folder) if (folder / WEIGHTS_FILE).exists() else None
 
 
 @functools.lru_cache(maxsize=2)
@@ -74,11 +75,12 @@ def _cached_tokenizer(
 
 def project_tokenizer(project_dir: Path, settings: TokenizerConfig) -> GLM4VoiceTokenizer:
     """The project's tokenizer, loaded once per process and content hash."""
+    from inference.glm4voice import tokenizer_checkpoint_sha256
 
     path = ensure_checkpoint(project_dir, settings)
     return _cached_tokenizer(
         str(path),
-        configured_tokenizer_sha256(path),
+        tokenizer_checkpoint_sha256(path),
         settings.device,
         settings.dtype,
         settings.max_batch_frames,

@@ -17,6 +17,9 @@ from schemas.arrow import arrow_schema
 
 RELEASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+"""The splits of every release, in order."""
+
 RELEASES_DIR = "releases"
 """The lake folder holding one folder per release (readers outside `pipelines/`, such as the
 trainer, find releases under it)."""

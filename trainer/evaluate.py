@@ -27,7 +27,9 @@ import torch
 from inference.generate import SCHEDULES, check_schedule_fits, generate, resolve_schedule
 from schemas.training import EvalSettings
 from trainer.checkpoints import load_base_model, model_checkpoint_sha256
-from trainer.data import Example, eval_examples, load_release_split
+from trainer.data.mixture import eval_examples
+from trainer.data.release_split import load_release_split
+from trainer.data.tasks import Example
 from trainer.model import IGNORE_INDEX, Qwen2MCTPForCausalLM, shifted_targets
 from trainer.text_tokenizer import SpeechVocab, load_text_tokenizer
 
@@ -57,7 +59,7 @@ class EvalResult:
     """What `evaluate_checkpoint` measured."""
 
     checkpoint: str
-    model_checkpoint_sha256: str
+    checkpoint_sha256: str
     release: str
     split: str
     metrics: dict[str, Any] = field(default_factory=dict)

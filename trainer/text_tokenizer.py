@@ -29,6 +29,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 # config.json, and our exported checkpoints carry their tokenizer.
 import trainer.model  # noqa: F401
 from schemas.hashing import folder_sha256
+from schemas.prompts import AUDIO_TAG
 
 # The 20 tokens upstream's `update_tokenizer_for_glm4voice` adds as special tokens, in its
 # order. The audio names and the order are upstream's code; the strings of the
@@ -71,7 +72,6 @@ NUM_AUDIO_TOKENS = 16384
 
 BEGIN_OF_AUDIO = "<|begin_of_audio|>"
 END_OF_AUDIO = "<|end_of_audio|>"
-AUDIO_TAG = "<|audio|>"
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"

@@ -47,7 +47,8 @@ from schemas.training import (
     StageConfig,
 )
 from trainer.checkpoints import export_checkpoint, prepare_model
-from trainer.data import MixtureEntry, load_release_split, training_stream
+from trainer.data.mixture import MixtureEntry, training_stream
+from trainer.data.release_split import load_release_split
 from trainer.model import Qwen2MCTPForCausalLM
 from trainer.recipes import load_stage_config
 from trainer.text_tokenizer import load_text_tokenizer, text_tokenizer_sha256

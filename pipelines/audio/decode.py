@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pipelines.audio.ref import FFMPEG_ONLY_EXTENSIONS
+from pipelines.audio.ref import FFMPEG_ONLY_EXTENSIONS, libsndfile_error_text
 
 # Codecs pad or trim a few milliseconds (Opus pre-skip, MP3 encoder delay, AAC priming),
 # so a segment may end this far past the decoded end, and a file may decode this much
@@ -99,10 +99,12 @@ def decode(source: Path | io.BytesIO, name: str) -> DecodedAudio:
         handle = sf.SoundFile(source)
     except RuntimeError as error:  # soundfile.LibsndfileError is a RuntimeError
         if not suffix and _ffmpeg_decoder_class() is not None:
-            return _decode_ffmpeg(source, name, f"libsndfile cannot read it ({error})",
+            reason = f"libsndfile cannot read it ({libsndfile_error_text(error)})"
+            return _decode_ffmpeg(source, name, reason,
                                   format_known=False)
         raise AudioDecodeError(
-            "unreadable_audio", f"{name}: not a readable audio file ({error})"
+            "unreadable_audio",
+            f"{name}: not a readable audio file ({libsndfile_error_text(error)})",
         ) from error
     with handle:
         if handle.format == "MP3" and not _mp3_length_is_exact(source):

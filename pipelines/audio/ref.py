@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -22,6 +23,18 @@ import soundfile as sf
 
 # Formats libsndfile cannot read; they need FFmpeg (through torchcodec), if installed.
 FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".wma", ".webm"}
+
+_OBJECT_ADDRESS = re.compile(r" object at 0x[0-9a-fA-F]+>")
+
+
+def libsndfile_error_text(error: Exception) -> str:
+    """libsndfile's message without the in-memory file object's address.
+
+    For audio read from memory (tar members, Arrow cells) libsndfile names the
+    `BytesIO` by its repr, whose address changes on every run; dropping it keeps
+    the rejection message, and so the manifest, the same from run to run.
+    """
+    return _OBJECT_ADDRESS.sub(" object>", str(error))
 
 
 class AudioRefError(Exception):
@@ -169,7 +182,8 @@ def probe_header(source: Path | io.BytesIO, name: str) -> AudioHeader:
                 f"{name}: {suffix} needs FFmpeg; ingest reads headers with libsndfile only",
             ) from error
         raise AudioRefError(
-            "unreadable_audio", f"{name}: not a readable audio file ({error})"
+            "unreadable_audio",
+            f"{name}: not a readable audio file ({libsndfile_error_text(error)})",
         ) from error
     with handle:
         header = AudioHeader(

@@ -10,7 +10,8 @@ from pipelines.project import PROJECT_FILE, Project, init_project, load_project
 from schemas import ProjectConfig, QualityPolicy, ReleaseSpec, SourceConfig
 from schemas.training import EvalSettings, TrainingConfig
 
-BUNDLED_CORPORA = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpora"
+# This file is pipelines/demo/project.py: the repository root is three folders up.
+BUNDLED_CORPORA = Path(__file__).resolve().parents[2] / "tests" / "data" / "corpora"
 
 # (name, kind, path under the bundled corpora, options)
 DEMO_SOURCES: list[tuple[str, str, str, dict[str, object]]] = [

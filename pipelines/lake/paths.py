@@ -34,6 +34,10 @@ CHECKPOINTS_DIR = "checkpoints"
 TOKENIZERS_DIR = "tokenizers"
 REPORTS_DIR = "reports"
 UNITS_INDEX_FILE = "units.json"
+UNIT_FILE_SUFFIX = ".parquet"
+"""Suffix of a unit's manifest, quality and tokens files (`<source>/<unit>.parquet`)."""
+RECORD_FILE_SUFFIX = ".json"
+"""Suffix of a training-run or evaluation record (`<run_id>.json`, `<eval_id>.json`)."""
 
 
 @dataclass(frozen=True)

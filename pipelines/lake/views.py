@@ -1,11 +1,20 @@
-"""Read-only SQL over the lake with DuckDB.
+"""Views of the lake before any catalogue exists: the rows steps read, and read-only SQL.
 
-Views: `manifest_rows` (every manifest row), `manifests` (rows that passed
-ingest), `ingest_rejections` (rows ingest rejected, with `reject_reason` and
-`reject_message`; the catalogue's `rejections` holds every stage's), `quality`
-(one decision per utterance: measures, status, rule, value, threshold, policy
-version) and `accepted` (manifest fields and measures of the accepted utterances).
-Only read statements are accepted.
+Rows of one unit, as the steps read them (polars), with one column naming:
+`duration_s` is always the measured duration (s) and `declared_duration_s` the one
+the source declares (the manifest's `duration_s`):
+- `unit_manifest`: the unit's manifest rows (what the quality step judges);
+- `decided_rows`: every quality decision joined with its manifest row (text,
+  speaker, split, audio reference), what the quality report reads;
+- `accepted_rows`: the same for the accepted utterances only, what the tokens and
+  shards steps read.
+
+SQL (DuckDB) views for `voxlake query`: `manifest_rows` (every manifest row),
+`manifests` (rows that passed ingest), `ingest_rejections` (rows ingest rejected,
+with `reject_reason` and `reject_message`; the catalogue's `rejections` holds every
+stage's), `quality` (one decision per utterance: measures, status, rule, value,
+threshold, policy version) and `accepted` (manifest fields and measures of the
+accepted utterances). Only read statements are accepted.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 
 from pipelines.lake.paths import Lake
@@ -26,6 +36,69 @@ READ_STATEMENTS = {
 
 class QueryError(Exception):
     """A query was refused or failed; the message says why."""
+
+
+# What a decided row takes from the manifest besides the declared duration: what is
+# said, by whom, in which split, and where the audio is.
+DESCRIPTION_COLUMNS = (
+    "text",
+    "speaker",
+    "split",
+    "audio_path",
+    "audio_member",
+    "offset_s",
+    "is_segment",
+)
+
+
+def unit_manifest(lake: Lake, source: str, unit: str) -> pl.DataFrame:
+    """One unit's manifest rows, in file order, with `duration_s` named `declared_duration_s`.
+
+    Raises FileNotFoundError when the unit has no manifest.
+    """
+    return pl.read_parquet(lake.manifest(source, unit)).rename(
+        {"duration_s": "declared_duration_s"}
+    )
+
+
+def decided_rows(lake: Lake, source: str, unit: str) -> pl.DataFrame:
+    """Every quality decision of one unit joined with its manifest row, in file order.
+
+    Columns: every `QualityRecord` column, with `duration_s` the measured duration
+    (null where the audio was never measured) and `declared_duration_s` the
+    manifest's, plus `DESCRIPTION_COLUMNS` from the manifest. Raises
+    FileNotFoundError when the unit has no quality file or its quality file has no
+    manifest (the lake is inconsistent), and ValueError when the join does not give
+    exactly one row per decision.
+    """
+    quality_file = lake.quality(source, unit)
+    manifest_file = lake.manifest(source, unit)
+    if not manifest_file.exists():
+        raise FileNotFoundError(
+            f"{quality_file} has no manifest {manifest_file}: the lake is inconsistent; "
+            "re-materialize the unit's manifest and quality"
+        )
+    decisions = pl.read_parquet(quality_file)
+    described = unit_manifest(lake, source, unit).select(
+        "utterance_id", "declared_duration_s", *DESCRIPTION_COLUMNS
+    )
+    # The decision's own copy of the declared duration gives way to the manifest's,
+    # which is what the manifest step declared and what every step cuts by.
+    rows = decisions.drop("declared_duration_s").join(
+        described, on="utterance_id", how="left", maintain_order="left"
+    )
+    if rows.height != decisions.height:
+        raise ValueError(
+            f"joining {decisions.height} quality decisions of {unit} with their manifest gave "
+            f"{rows.height} rows: the manifest holds an utterance id twice"
+        )
+    return rows
+
+
+def accepted_rows(lake: Lake, source: str, unit: str) -> pl.DataFrame:
+    """The unit's accepted utterances, as `decided_rows` gives them, sorted by utterance id."""
+    rows = decided_rows(lake, source, unit)
+    return rows.filter(pl.col("status") == "accepted").sort("utterance_id")
 
 
 def _parquet_view(

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 import soundfile as sf
 
-from pipelines.catalogue.build import open_catalogue_readonly
+from pipelines.catalogue.read import open_catalogue_readonly
 from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
 from pipelines.releases.create import load_release

@@ -23,7 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from pipelines.catalogue.build import open_catalogue_readonly
+from pipelines.catalogue.read import open_catalogue_readonly
 from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.project import Project
 from pipelines.version import code_version

@@ -27,9 +27,9 @@ from typing import Any
 
 from pipelines.sources.base import ItemGroup, read_text_lines, rejected_item
 from schemas import InventoryItem, RejectReason
+from schemas.prompts import AUDIO_TAG
 from schemas.sources import VitaJsonlOptions
 
-AUDIO_TAG = "<|audio|>"
 ASR_INSTRUCTION = "convert the speech to text."
 TTS_INSTRUCTION = "convert the text to speech."
 

@@ -1,10 +1,12 @@
-"""Run an evaluation of a checkpoint and register it: shared by the asset and `voxlake eval`.
+"""The `evaluation` step: evaluate a checkpoint and register it (the asset and `voxlake eval`).
 
 The evaluation (trainer.evaluate) scores the checkpoint on a release's held-out split and
 compares the decoding schedules; the result is written to `lake/evals/<eval_id>.json`
 (`EvalRecord`) and loaded into the catalogue's `evals` table. The eval id is a function
 of the checkpoint's content hash, the release and the split, so evaluating the same
 checkpoint again replaces its record instead of piling up copies.
+`evaluate_final_checkpoint` is what the `evaluation` asset runs: the newest SFT
+checkpoint on `training.release`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ from matplotlib.figure import Figure
 from pipelines.catalogue.build import update_catalogue
 from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
-from pipelines.steps.train import lake_relative, load_runs
+from pipelines.steps.train import TrainingError, lake_relative, latest_succeeded_run, load_runs
 from pipelines.version import code_version
-from quality.report import png_data_uri
+from quality.report.plots import png_data_uri
 from schemas.training import EvalRecord, EvalSettings
 from trainer.evaluate import EvalResult, evaluate_checkpoint
-
-EVALS_DIR = "evals"
 
 
 def eval_id_for(checkpoint_sha256: str, release: str, split: str) -> str:
@@ -63,10 +63,33 @@ def run_evaluation(
         dagster_run_id=dagster_run_id,
         metrics=result.as_metrics(),
     )
-    path = project.lake.root / EVALS_DIR / f"{record.eval_id}.json"
+    path = project.lake.eval_record(record.eval_id)
     write_bytes_atomic(path, record.model_dump_json(indent=1).encode("utf-8"))
     update_catalogue(project)
     return record, result
+
+
+def evaluate_final_checkpoint(
+    project: Project,
+    dagster_run_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EvalRecord:
+    """Evaluate the newest succeeded SFT checkpoint on `training.release`; register it.
+
+    Raises TrainingError when no SFT run on that release has finished.
+    """
+    release = project.config.training.release
+    run = latest_succeeded_run(project, "sft", release) if release else None
+    if release is None or run is None or run.checkpoint is None:
+        raise TrainingError("no finished train_sft run on training.release; materialise it first")
+    record, _ = run_evaluation(
+        project,
+        project.lake.root / run.checkpoint,
+        release,
+        dagster_run_id=dagster_run_id,
+        progress=progress,
+    )
+    return record
 
 
 # --- metadata for the Dagster UI -----------------------------------------------------------

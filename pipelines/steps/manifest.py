@@ -1,9 +1,12 @@
-"""The two ingest steps as plain functions: plan a source's units, build a unit's manifest.
+"""The `manifest[unit]` step: check every planned item of a unit and write its manifest.
 
-`inventory_source` runs the source's connector and writes the unit plans.
 `build_manifest` checks every planned item (path safety, file presence,
 header, segment range, transcript) and writes one manifest row per item,
 `ok` or `rejected` with a reason, so `inputs == ok + rejected` always holds.
+`planned_inputs` reads how many inputs the inventory planned for the unit.
+
+Check of the `manifest` asset: `check_accounting`, inputs == manifest rows ==
+ok + rejected, and utterance ids are unique.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 
 from pipelines.audio.decode import CODEC_TOLERANCE_S
@@ -22,7 +26,8 @@ from pipelines.audio.opener import source_opener
 from pipelines.audio.ref import AudioHeader, AudioOpener, AudioRefError, probe_header
 from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.lake.paths import Lake
-from pipelines.units import read_unit_items
+from pipelines.steps.checks import CheckOutcome
+from pipelines.units import read_unit_items, read_units_index
 from schemas import (
     MANIFEST_ARROW_SCHEMA,
     InventoryItem,
@@ -33,6 +38,24 @@ from schemas import (
 # A segment may end this far past the recording's end before it counts as out of range
 # (codecs pad or trim a few milliseconds); the same tolerance the decoder applies.
 SEGMENT_END_TOLERANCE_S = CODEC_TOLERANCE_S
+
+
+class UnitNotPlannedError(LookupError):
+    """The unit is not in its source's inventory; the message says what to re-run."""
+
+
+def planned_inputs(lake: Lake, source: str, unit: str) -> int:
+    """How many input utterances the inventory of `source` planned for `unit`.
+
+    Raises UnitNotPlannedError when the unit is not in the inventory.
+    """
+    plans = {p.unit: p for p in read_units_index(lake, source)}
+    if unit not in plans:
+        raise UnitNotPlannedError(
+            f"unit {unit!r} is not in the inventory of {source!r}; "
+            "re-materialize inventory/" + source
+        )
+    return plans[unit].n_inputs
 
 
 @dataclass
@@ -181,3 +204,28 @@ def build_manifest(
     table = pa.Table.from_pylist(rows, schema=MANIFEST_ARROW_SCHEMA)
     write_parquet_atomic(lake.manifest(source.name, unit), table)
     return summary
+
+
+def check_accounting(
+    n_inputs: int, summary: ManifestSummary, manifest: pl.DataFrame
+) -> CheckOutcome:
+    """inputs == manifest rows == ok + rejected, and every utterance id is unique.
+
+    `n_inputs` is what the inventory planned, `manifest` the unit's manifest as written.
+    """
+    n_rows = manifest.height
+    n_unique = manifest["utterance_id"].n_unique()
+    accounted = summary.n_ok + summary.n_rejected
+    passed = accounted == n_inputs == n_rows and n_unique == n_rows
+    return CheckOutcome(
+        passed=passed,
+        metadata={
+            "inputs": n_inputs,
+            "rows": n_rows,
+            "ok_plus_rejected": accounted,
+            "unique_ids": n_unique,
+        },
+        description=None
+        if passed
+        else f"{n_inputs} inputs but {n_rows} rows ({n_unique} unique ids)",
+    )

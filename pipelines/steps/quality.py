@@ -7,6 +7,10 @@ Every manifest row gets exactly one `QualityRecord`:
 - the others are prepared (mono, 16 kHz, cut; each recording decoded once per
   unit), measured, hashed, and judged by the policy (`"policy"`).
 The unit's decisions are written atomically to `lake/quality/<source>/<unit>.parquet`.
+
+Checks of the `quality` asset: `check_accounting` (every manifest row has exactly
+one decision) and `check_distribution` (a unit's SNR and duration distributions
+are plausible; a warning).
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from pipelines.audio.prepare import PreparedAudio, prepare_many
 from pipelines.audio.ref import AudioOpener
 from pipelines.audio.rows import segment_of
 from pipelines.lake.atomic import write_parquet_atomic
+from pipelines.lake.views import unit_manifest
 from pipelines.project import Project
+from pipelines.steps.checks import CheckOutcome
+from quality.distribution import implausible_distribution
 from quality.measures import measure
 from quality.policy import judge
 from schemas import QUALITY_ARROW_SCHEMA, QualityPolicy, QualityRecord, SourceConfig
@@ -61,7 +68,7 @@ def _base(row: dict, policy_version: str) -> dict:
         "unit": row["unit"],
         "language": row["language"],
         "policy_version": policy_version,
-        "declared_duration_s": row["duration_s"],
+        "declared_duration_s": row["declared_duration_s"],
     }
 
 
@@ -81,7 +88,7 @@ def _judged(
         row["source"],
         row["language"],
         measures,
-        declared_duration_s=row["duration_s"],
+        declared_duration_s=row["declared_duration_s"],
         extra=json.loads(row["extra"] or "{}"),
         subsets=row["subsets"],
     )
@@ -112,7 +119,7 @@ def assess_rows(
     policy: QualityPolicy,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[QualityRecord]:
-    """One `QualityRecord` per manifest row (dicts of `ManifestRecord` fields), in row order."""
+    """One `QualityRecord` per manifest row (dicts from `unit_manifest`), in row order."""
     version = policy.version()
     records: list[QualityRecord | None] = [None] * len(rows)
     to_prepare: list[int] = []
@@ -162,7 +169,7 @@ def assess_unit(
     manifest_path = lake.manifest(source.name, unit)
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path} is missing: materialize manifest[{unit}] first")
-    rows = pl.read_parquet(manifest_path).to_dicts()
+    rows = unit_manifest(lake, source.name, unit).to_dicts()
     policy = project.config.quality
     with source_opener(source, project.directory) as opener:
         records = assess_rows(rows, opener, policy, on_progress)
@@ -188,4 +195,39 @@ def assess_unit(
         rejections=dict(
             Counter(f"{r.reject_stage}:{r.reject_rule}" for r in records if r.status == "rejected")
         ),
+    )
+
+
+def check_accounting(summary: QualitySummary) -> CheckOutcome:
+    """Every manifest row has exactly one decision: rows == accepted + rejected, ids unique."""
+    frame = summary.frame
+    accounted = summary.n_accepted + summary.n_rejected
+    passed = accounted == summary.n_manifest_rows == frame.height and (
+        frame["utterance_id"].n_unique() == frame.height
+    )
+    return CheckOutcome(
+        passed=passed,
+        metadata={
+            "manifest_rows": summary.n_manifest_rows,
+            "accepted_plus_rejected": accounted,
+            "rows": frame.height,
+        },
+    )
+
+
+def check_distribution(frame: pl.DataFrame) -> CheckOutcome:
+    """A warning when the SNR or duration distribution of the measured rows is implausible.
+
+    `frame` holds one unit's decisions; the rows measured are those judged by the
+    policy (rejections at ingest or decode have no measures).
+    """
+    measured = frame.filter(frame["reject_stage"].is_null() | (frame["reject_stage"] == "policy"))
+    reasons = implausible_distribution(
+        measured["wada_snr_db"].to_list(), measured["duration_s"].to_list()
+    )
+    return CheckOutcome(
+        passed=not reasons,
+        metadata={"measured": measured.height},
+        description="; ".join(reasons) or None,
+        severity="warn",
     )

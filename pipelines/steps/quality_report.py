@@ -1,12 +1,12 @@
 """Assemble the quality report from a project's lake and write it as one HTML file.
 
-`load_report_rows` reads every `lake/quality/<source>/<unit>.parquet` (one
-`QualityRecord` per utterance) and joins each row with its manifest row
-(`lake/manifests/<source>/<unit>.parquet`) for the transcript, the speaker and
-the audio reference. `report_clips` decodes the utterances `quality.report.select_clips`
-picks (lowest-SNR accepted, borderline rejections) with `pipelines.audio`,
-exactly as the quality step saw them (16 kHz mono, cut to the segment), and
-encodes each as a 16-bit WAV. `write_report` renders the page with
+`load_report_rows` reads every unit's quality decisions (one `QualityRecord` per
+utterance) joined with their manifest rows for the transcript, the speaker and
+the audio reference (`pipelines.lake.views.decided_rows`, as every step reads
+them). `report_clips` decodes the utterances `quality.report.select_clips` picks
+(lowest-SNR accepted, borderline rejections) with `pipelines.audio`, exactly as
+the quality step saw them (16 kHz mono, cut to the segment), and encodes each as
+a 16-bit WAV. `write_report` renders the page with
 `quality.report.render_report` and writes it atomically.
 """
 
@@ -26,8 +26,10 @@ from pipelines.audio.opener import source_opener
 from pipelines.audio.pcm import pcm16
 from pipelines.audio.prepare import PreparedAudio, Segment, prepare_many
 from pipelines.lake.atomic import write_bytes_atomic
+from pipelines.lake.views import decided_rows
 from pipelines.project import Project
-from quality.report import Clip, normalize_rows, render_report, select_clips
+from quality.report.html import render_report
+from quality.report.rows import Clip, normalize_rows, select_clips
 from schemas import SourceConfig
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
 
@@ -36,22 +38,11 @@ logger = logging.getLogger(__name__)
 # Longest audio embedded per example (seconds): 20 clips of 30 s would make a 26 MB page;
 # the page says when a clip holds only the start of its utterance.
 MAX_CLIP_S = 20.0
-# What the report takes from the manifest; `duration_s` there is the declared duration.
-MANIFEST_COLUMNS = (
-    "utterance_id",
-    "unit",
-    "text",
-    "speaker",
-    "audio_path",
-    "audio_member",
-    "offset_s",
-    "duration_s",
-)
 
 
 def _quality_files(project: Project, source: str | None) -> list[tuple[str, Path]]:
     """(source, file) for every quality file of `source`, or of every source in the lake."""
-    quality_root = project.lake.root / "quality"
+    quality_root = project.lake.quality_dir()
     if source is not None:
         sources = [source]
     elif quality_root.is_dir():
@@ -65,47 +56,22 @@ def _quality_files(project: Project, source: str | None) -> list[tuple[str, Path
 def load_report_rows(project: Project, source: str | None = None) -> pl.DataFrame:
     """Quality decisions joined with their manifest rows, one row per utterance.
 
-    Columns: every `QualityRecord` column, plus `text`, `speaker`, `audio_path`,
-    `audio_member`, `offset_s` (s) from the manifest. `duration_s` (s) is the
-    measured duration, else the quality record's declared one, else the
-    manifest's: what the report counts as hours. Raises FileNotFoundError when
-    a quality file has no manifest (the lake is inconsistent), and ValueError
-    when the join does not give exactly one row per decision.
+    Columns: those of `pipelines.lake.views.decided_rows` (every `QualityRecord`
+    column, the manifest's `text`, `speaker`, `split`, `audio_path`,
+    `audio_member`, `offset_s`, `is_segment` and declared duration), except that
+    `duration_s` (s) is the measured duration, else the declared one: what the
+    report counts as hours. Raises FileNotFoundError when a quality file has no
+    manifest (the lake is inconsistent), and ValueError when a join does not
+    give exactly one row per decision.
     """
     files = _quality_files(project, source)
     if not files:
         return normalize_rows(pl.DataFrame())
-    manifests = []
-    for name, quality_file in files:
-        manifest_file = project.lake.manifest(name, quality_file.stem)
-        if not manifest_file.exists():
-            raise FileNotFoundError(
-                f"{quality_file} has no manifest {manifest_file}: the lake is inconsistent; "
-                "re-materialize the unit's manifest and quality"
-            )
-        manifests.append(manifest_file)
-    decisions = pl.scan_parquet([f for _, f in files])
-    described = pl.scan_parquet(manifests).select(
-        [pl.col(c).alias(f"manifest_{c}") if c == "duration_s" else pl.col(c)
-         for c in MANIFEST_COLUMNS]
-    )  # fmt: skip
-    rows = (
-        decisions.join(described, on=["utterance_id", "unit"], how="left")
-        .with_columns(
-            pl.coalesce("duration_s", "declared_duration_s", "manifest_duration_s").alias(
-                "duration_s"
-            )
-        )
-        .drop("manifest_duration_s")
-        .collect()
+    rows = pl.concat(
+        [decided_rows(project.lake, name, quality_file.stem) for name, quality_file in files],
+        how="vertical",
     )
-    n_decisions = decisions.select(pl.len()).collect().item()
-    if rows.height != n_decisions:
-        raise ValueError(
-            f"joining {n_decisions} quality decisions with their manifests gave {rows.height} "
-            "rows: a manifest holds an utterance id twice"
-        )
-    return rows
+    return rows.with_columns(pl.coalesce("duration_s", "declared_duration_s").alias("duration_s"))
 
 
 def wav16(prepared: PreparedAudio) -> bytes:
@@ -194,7 +160,7 @@ def _generator() -> str:
 def report_path(project: Project, source: str | None = None) -> Path:
     """Default report file: `lake/reports/quality.html`, or `quality-<source>.html`."""
     name = "quality.html" if source is None else f"quality-{source}.html"
-    return project.lake.root / "reports" / name
+    return project.lake.reports_dir() / name
 
 
 def write_report(project: Project, out: Path | None = None, source: str | None = None) -> Path:

@@ -4,10 +4,14 @@ Each sample carries the 16 kHz 16-bit FLAC of the prepared audio (decoded and
 cut exactly as the quality and tokens steps did), its GLM-4-Voice codes and a
 JSON with text, speaker, measures and lineage (policy version, tokenizer hash).
 Shards and their `index.parquet` go to `lake/shards/<source>/<unit>/`.
+
+Check of the `shards` asset: `check_complete`, every accepted utterance with codes
+is in exactly one shard.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +21,10 @@ import polars as pl
 
 from pipelines.audio.pcm import encode_flac16
 from pipelines.audio.rows import prepare_accepted_rows
+from pipelines.lake.views import accepted_rows
 from pipelines.project import Project
 from pipelines.shards.writer import ShardSample, write_shards
+from pipelines.steps.checks import CheckOutcome
 from schemas import ShardIndexRow, ShardSampleMeta, SourceConfig
 from schemas.hashing import file_sha256
 from schemas.shards import shard_key
@@ -38,29 +44,11 @@ class ShardsSummary:
 
 
 def _unit_rows(project: Project, source: SourceConfig, unit: str) -> list[dict]:
-    lake = project.lake
-    quality = pl.read_parquet(lake.quality(source.name, unit)).filter(
-        pl.col("status") == "accepted"
-    )
-    manifest = pl.read_parquet(lake.manifest(source.name, unit)).select(
-        "utterance_id",
-        "text",
-        "speaker",
-        "split",
-        "audio_path",
-        "audio_member",
-        "offset_s",
-        "is_segment",
-        pl.col("duration_s").alias("declared_duration_s"),
-    )
-    tokens = pl.read_parquet(lake.tokens(source.name, unit)).select(
+    """The unit's accepted utterances that have codes, with their codes, sorted by id."""
+    tokens = pl.read_parquet(project.lake.tokens(source.name, unit)).select(
         "utterance_id", "codes", "n_codes", "tokenizer_sha256", "tokenizer_is_demo"
     )
-    joined = (
-        quality.drop("declared_duration_s")
-        .join(manifest, on="utterance_id")
-        .join(tokens, on="utterance_id")
-    )
+    joined = accepted_rows(project.lake, source.name, unit).join(tokens, on="utterance_id")
     return joined.sort("utterance_id").to_dicts()
 
 
@@ -97,10 +85,7 @@ def shard_unit(
     """Write the unit's shards and index; return what was written."""
     rows = _unit_rows(project, source, unit)
     samples: list[ShardSample] = []
-    prepared = prepare_accepted_rows(
-        source, project.directory, rows, duration_key="declared_duration_s"
-    )
-    for index, outcome in prepared:
+    for index, outcome in prepare_accepted_rows(source, project.directory, rows):
         row = rows[index]
         samples.append(
             ShardSample(
@@ -129,5 +114,31 @@ def shard_unit(
         folder=folder,
         rows=index_rows,
         n_expected=len(rows),
-        index_sha256=file_sha256(folder / "index.parquet"),
+        index_sha256=file_sha256(project.lake.shard_index(source.name, unit)),
     )
+
+
+def check_complete(summary: ShardsSummary, tokenized_ids: list[str]) -> CheckOutcome:
+    """Every tokenized (accepted, with codes) utterance is in exactly one shard.
+
+    `tokenized_ids` are the utterance ids of the unit's tokens file; `missing` and
+    `repeated` list up to 10 ids each.
+    """
+    in_shards = Counter(row.utterance_id for row in summary.rows)
+    missing = sorted(set(tokenized_ids) - set(in_shards))
+    repeated = sorted(u for u, n in in_shards.items() if n > 1)
+    return CheckOutcome(
+        passed=not missing and not repeated and len(in_shards) == summary.n_expected,
+        metadata={
+            "accepted_with_codes": len(tokenized_ids),
+            "in_shards": len(in_shards),
+            "missing": missing[:10],
+            "repeated": repeated[:10],
+        },
+    )
+
+
+def read_tokenized_ids(project: Project, source: SourceConfig, unit: str) -> list[str]:
+    """The utterance ids of the unit's tokens file: what `check_complete` expects in shards."""
+    tokens = pl.read_parquet(project.lake.tokens(source.name, unit), columns=["utterance_id"])
+    return tokens["utterance_id"].to_list()

@@ -1,11 +1,15 @@
 """The tokens step for one unit: GLM-4-Voice codes for every accepted utterance.
 
-Reads the unit's accepted utterances (quality decisions joined with the
-manifest for their audio references), prepares their audio exactly as the
-quality step did (mono, 16 kHz, cut; each recording decoded once), tokenizes
-in bounded chunks (the tokenizer sorts windows by length inside a chunk), and
-writes `lake/tokens/<source>/<unit>.parquet` atomically. Codes from the demo
-checkpoint are flagged in every row: random weights, meaningless codes.
+Reads the unit's accepted utterances (`pipelines.lake.views.accepted_rows`:
+quality decisions joined with the manifest for their audio references),
+prepares their audio exactly as the quality step did (mono, 16 kHz, cut; each
+recording decoded once), tokenizes in bounded chunks (the tokenizer sorts
+windows by length inside a chunk), and writes `lake/tokens/<source>/<unit>.parquet`
+atomically. Codes from the demo checkpoint are flagged in every row: random
+weights, meaningless codes.
+
+Check of the `tokens` asset: `check_code_rate`, every accepted utterance has a row
+holding exactly the number of codes its sample count implies.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from inference.glm4voice import expected_code_count
 from pipelines.audio.pcm import stored_samples
 from pipelines.audio.rows import prepare_accepted_rows
 from pipelines.lake.atomic import write_parquet_atomic
+from pipelines.lake.views import accepted_rows
 from pipelines.project import Project
+from pipelines.steps.checks import CheckOutcome
 from pipelines.tokenizer import project_tokenizer
 from schemas import TOKENS_ARROW_SCHEMA, SourceConfig, TokensRecord
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
@@ -45,21 +52,6 @@ class TokensSummary:
     tokenizer_is_demo: bool
 
 
-def accepted_rows(project: Project, source: SourceConfig, unit: str) -> list[dict]:
-    """The unit's accepted utterances with their audio references, sorted by id."""
-    lake = project.lake
-    quality = pl.read_parquet(lake.quality(source.name, unit)).filter(
-        pl.col("status") == "accepted"
-    )
-    manifest = pl.read_parquet(lake.manifest(source.name, unit)).select(
-        "utterance_id", "audio_path", "audio_member", "offset_s", "duration_s", "is_segment"
-    )
-    joined = quality.select("utterance_id", "source", "unit").join(
-        manifest, on="utterance_id", how="left"
-    )
-    return joined.sort("utterance_id").to_dicts()
-
-
 def tokenize_unit(
     project: Project,
     source: SourceConfig,
@@ -68,7 +60,7 @@ def tokenize_unit(
 ) -> TokensSummary:
     """Tokenize the unit's accepted utterances and write their codes."""
     tokenizer = project_tokenizer(project.directory, project.config.tokenizer)
-    rows = accepted_rows(project, source, unit)
+    rows = accepted_rows(project.lake, source.name, unit).to_dicts()
     records: list[dict] = []
     pending: list[tuple[int, np.ndarray]] = []
     pending_s = 0.0
@@ -121,4 +113,28 @@ def tokenize_unit(
         audio_s=float(sum(r["duration_s"] for r in records)),
         tokenizer_sha256=tokenizer.checkpoint_sha256,
         tokenizer_is_demo=tokenizer.is_demo,
+    )
+
+
+def check_code_rate(summary: TokensSummary) -> CheckOutcome:
+    """Every accepted utterance has a row, and each row holds `expected_code_count(n_samples)`.
+
+    12.5 codes per second, per 30 s window, padding rule included; `examples` lists
+    up to 10 utterances with the wrong count.
+    """
+    frame = summary.frame
+    wrong = [
+        row["utterance_id"]
+        for row in frame.select("utterance_id", "n_samples", "n_codes").iter_rows(named=True)
+        if row["n_codes"] != expected_code_count(row["n_samples"])
+    ]
+    complete = frame.height == summary.n_accepted
+    return CheckOutcome(
+        passed=not wrong and complete,
+        metadata={
+            "rows": frame.height,
+            "accepted": summary.n_accepted,
+            "wrong_count": len(wrong),
+            "examples": wrong[:10],
+        },
     )

@@ -1,4 +1,4 @@
-"""Plan, launch and register training stages: shared by the Dagster assets and the CLI.
+"""Plan, launch and register training stages: the step of the four `train_*` assets and the CLI.
 
 `plan_stage` resolves what a stage trains on and from (the release and profile in
 voxlake.yaml's `training:`, the stage recipe, the text tokenizer, the previous stage's
@@ -31,7 +31,7 @@ from pipelines.catalogue.build import update_catalogue
 from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
 from pipelines.version import code_version
-from quality.report import png_data_uri
+from quality.report.plots import png_data_uri
 from schemas.training import (
     CHECKPOINT_INFO,
     DEEPSPEED_DIR,
@@ -44,14 +44,11 @@ from schemas.training import (
     StageName,
 )
 from trainer.checkpoints import model_checkpoint_sha256
-from trainer.data import iter_release_samples, load_release_split
+from trainer.data.release_split import load_release_split
+from trainer.data.stream import iter_release_samples
 from trainer.recipes import load_stage_config, recipe_path
 from trainer.text_tokenizer import text_tokenizer_sha256, train_demo_text_tokenizer
 from trainer.train import deepspeed_config
-
-CHECKPOINTS_DIR = "checkpoints"
-RUNS_DIR = "runs"
-TOKENIZERS_DIR = "tokenizers"
 
 
 class TrainingError(Exception):
@@ -72,7 +69,7 @@ class StagePlan:
     base_checkpoint: Path | None
     base_run_id: str | None
     text_tokenizer: Path
-    text_tokenizer_sha256: str
+    tokenizer_sha256: str
     command: list[str]
     env: dict[str, str]
 
@@ -80,11 +77,6 @@ class StagePlan:
     def checkpoint(self) -> Path:
         """Where the stage's final Hugging Face checkpoint goes."""
         return self.run_dir / HF_DIR
-
-
-def runs_dir(project: Project) -> Path:
-    """`lake/runs/`: one RunRecord JSON per training run."""
-    return project.lake.root / RUNS_DIR
 
 
 def lake_relative(project: Project, path: Path) -> str:
@@ -98,7 +90,7 @@ def lake_relative(project: Project, path: Path) -> str:
 
 def load_runs(project: Project) -> list[RunRecord]:
     """Every RunRecord in the lake, oldest first."""
-    folder = runs_dir(project)
+    folder = project.lake.runs_dir()
     if not folder.is_dir():
         return []
     records = []
@@ -146,7 +138,7 @@ def ensure_text_tokenizer(project: Project, release: str) -> Path:
         if not folder.is_dir():
             raise TrainingError(f"training.text_tokenizer: {folder} is not a folder")
         return folder
-    folder = project.lake.root / TOKENIZERS_DIR / release
+    folder = project.lake.text_tokenizer_dir(release)
     if (folder / "tokenizer.json").is_file():
         return folder
     split = load_release_split(project.lake.root, release, "train")
@@ -211,7 +203,7 @@ def plan_stage(project: Project, stage: StageName, max_steps: int | None = None)
         json.dumps([stage, release, config.config_sha256(), base_sha, tok_sha]).encode()
     ).hexdigest()[:12]
     run_id = f"{stage}-{release}-{key}"
-    run_dir = project.lake.root / CHECKPOINTS_DIR / run_id
+    run_dir = project.lake.run_dir(run_id)
     command = [
         *deepspeed_launcher(),
         "--num_gpus",
@@ -256,7 +248,7 @@ def plan_stage(project: Project, stage: StageName, max_steps: int | None = None)
 
 
 def _write_record(project: Project, record: RunRecord) -> Path:
-    path = runs_dir(project) / f"{record.run_id}.json"
+    path = project.lake.run_record(record.run_id)
     write_bytes_atomic(path, record.model_dump_json(indent=1).encode("utf-8"))
     return path
 

@@ -1,6 +1,7 @@
 """The whole lake pipeline through Dagster on two small sources: shards read back with
 webdataset equal the prepared audio and the tokens, the catalogue equals a rebuild,
-releases are immutable and split by speaker, and the audit catches tampering."""
+releases are immutable and split by speaker, and the audit catches tampering. One
+release made the way `voxlake release create` makes it is registered at once."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import soundfile as sf
 import webdataset as wds
 
 from assets.runner import run_assets
-from pipelines.catalogue.build import open_catalogue_readonly, rebuild_catalogue
+from pipelines.catalogue.build import rebuild_catalogue
+from pipelines.catalogue.read import open_catalogue_readonly, query_catalogue
 from pipelines.demo.project import demo_config
 from pipelines.project import Project, init_project
 from pipelines.releases.audit import audit
 from pipelines.releases.create import ReleaseError, create_release, load_release
+from pipelines.steps.release import create_and_register
 from schemas import ProjectConfig, ReleaseSpec
 from schemas.shards import decode_codes
 
@@ -144,6 +147,19 @@ def test_catalogue_row_without_a_shard_is_caught(project: Project, tmp_path: Pat
     assert not result.passed
     assert any("shard-999999" in p for p in result.problems)
     assert any(index["key"][0] in p for p in result.problems)
+
+
+def test_one_release_is_created_and_registered_on_its_own(project: Project) -> None:
+    made = create_and_register(project, ReleaseSpec(name="r2", where="source = 'librispeech'"))
+    assert made.folder == project.lake.release_dir("r2")
+    rows = query_catalogue(
+        project.catalogue_path, "SELECT name, n_utterances, where_sql FROM releases ORDER BY name"
+    ).to_pylist()
+    assert [r["name"] for r in rows] == ["r1", "r2"]
+    assert rows[1]["n_utterances"] == made.release.n_utterances > 0
+    assert rows[1]["where_sql"] == "source = 'librispeech'"
+    with pytest.raises(ReleaseError, match="immutable"):
+        create_and_register(project, ReleaseSpec(name="r2"))
 
 
 def test_units_in_parallel_give_a_consistent_catalogue(tmp_path: Path, corpora: Path) -> None:

@@ -20,10 +20,10 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from assets.resources import VoxlakeProject
+from assets.resources import PROJECT_RESOURCE_KEY, VoxlakeProject
 from assets.runner import open_instance
 from assets.training import TRAIN_ASSETS
-from pipelines.catalogue.build import query_catalogue
+from pipelines.catalogue.read import query_catalogue
 from pipelines.project import Project, init_project
 from pipelines.steps.train import load_runs, plan_stage
 from schemas import ProjectConfig
@@ -63,7 +63,7 @@ def test_stages_materialise_through_deepspeed_and_pipes(tmp_path: Path) -> None:
         TRAIN_ASSETS[:2],
         instance=instance,
         resources={
-            "project": VoxlakeProject(project_dir=str(project.directory)),
+            PROJECT_RESOURCE_KEY: VoxlakeProject(project_dir=str(project.directory)),
             "pipes_subprocess_client": dg.PipesSubprocessClient(),
         },
         raise_on_error=False,

@@ -26,12 +26,14 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-import pipelines.releases.export as exports
+import pipelines.releases.export.vita_jsonl as vita_export
 from pipelines.audio.pcm import encode_flac16
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.project import Project
 from pipelines.releases.create import ReleaseError
-from pipelines.releases.export import ExportError, code_cache_path, export_hf, export_vita_jsonl
+from pipelines.releases.export.hf import export_hf
+from pipelines.releases.export.staging import ExportError
+from pipelines.releases.export.vita_jsonl import code_cache_path, export_vita_jsonl
 from pipelines.shards.writer import ShardSample, write_shards
 from schemas import ProjectConfig, ShardIndexRow, ShardLimits, ShardSampleMeta
 from schemas.release import (
@@ -232,7 +234,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def test_module_doctests() -> None:
-    result = doctest.testmod(exports)
+    result = doctest.testmod(vita_export)
     assert result.attempted >= 3 and result.failed == 0
 
 

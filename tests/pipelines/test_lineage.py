@@ -29,10 +29,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from pipelines.audio.pcm import encode_flac16
-from pipelines.catalogue.build import CatalogueError, rebuild_catalogue
+from pipelines.catalogue.build import rebuild_catalogue
+from pipelines.catalogue.errors import CatalogueError
 from pipelines.cli.app import app
+from pipelines.cli.render import lineage_tree
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
-from pipelines.lineage import Lineage, LineageError, lineage, lineage_tree
+from pipelines.lineage import Lineage, LineageError, lineage
 from pipelines.project import Project, load_project
 from pipelines.shards.writer import ShardSample, write_shards
 from pipelines.units import write_units_index

@@ -19,14 +19,10 @@ import soundfile as sf
 from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.project import Project, init_project
 from pipelines.steps.quality_report import MAX_CLIP_S, load_report_rows, write_report
-from quality.report import (
-    PLOT_HEIGHT_PX,
-    PLOT_WIDTH_PX,
-    Clip,
-    markdown_summary,
-    render_report,
-    select_clips,
-)
+from quality.report.html import render_report
+from quality.report.plots import PLOT_HEIGHT_PX, PLOT_WIDTH_PX
+from quality.report.rows import Clip, select_clips
+from quality.report.summary import markdown_summary
 from schemas import (
     MANIFEST_ARROW_SCHEMA,
     QUALITY_ARROW_SCHEMA,
@@ -289,7 +285,7 @@ def test_markdown_summary() -> None:
     ]
 
 
-# ---------------------------------------------------------------- pipelines.report over a lake
+# ---------------------------------------------------- pipelines.steps.quality_report over a lake
 
 SAMPLE_RATE_HZ = 16_000
 

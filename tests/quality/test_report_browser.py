@@ -29,7 +29,8 @@ import polars as pl
 import pytest
 import soundfile as sf
 
-from quality.report import Clip, render_report, select_clips
+from quality.report.html import render_report
+from quality.report.rows import Clip, select_clips
 
 CHROMIUM = Path("/usr/bin/chromium")
 # One Chromium run takes about a second here; the limit only stops a hung browser.

@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from tiny_release import build_tiny_release
 from typer.testing import CliRunner
 
-from pipelines.catalogue.build import query_catalogue
+from pipelines.catalogue.read import query_catalogue
 from pipelines.cli.app import app
 from pipelines.project import init_project
 from schemas import ProjectConfig
 from schemas.training import EvalSettings, MixtureItem, StageConfig, TinyModelShape, TrainingConfig
 from trainer.checkpoints import export_checkpoint, prepare_model
-from trainer.data import eval_examples, load_release_split
+from trainer.data.mixture import eval_examples
+from trainer.data.release_split import load_release_split
 from trainer.evaluate import EVAL_TASKS, decode_prompt, evaluate_checkpoint
 from trainer.model import IGNORE_INDEX
 from trainer.text_tokenizer import load_text_tokenizer, train_demo_text_tokenizer

@@ -43,6 +43,7 @@ from pipelines.demo.corpus.speech import (
     synthesize,
     to_stereo,
 )
+from schemas.prompts import ASR_PROMPT, AUDIO_TAG, TTS_PROMPT
 
 EN_F = Voice("en-us+f3", 165)
 EN_M = Voice("en-us+m3", 165)
@@ -356,11 +357,6 @@ def write_table(root: Path) -> tuple[list[ExpectedUtterance], list[ExpectedUtter
     write_lines(root / "manifest.csv", csv_lines)
     write_lines(root / "manifest.jsonl", jsonl_lines)
     return rows, jsonl_rows
-
-
-AUDIO_TAG = "<|audio|>"
-ASR_PROMPT = "Convert the speech to text."
-TTS_PROMPT = "Convert the text to speech."
 
 
 @dataclass(frozen=True)

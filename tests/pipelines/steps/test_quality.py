@@ -1,6 +1,8 @@
 """The quality step over every bundled corpus: each input gets one decision, ingest
 rejections keep their reason, every quality defect is rejected by the rule that
-the generator planted, and every clean utterance is accepted with its measures."""
+the generator planted, and every clean utterance is accepted with its measures.
+Its pure checks: `accounting` fails when a decision is lost, `distribution` warns
+when every duration is the same."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ from pipelines.demo.project import DEMO_SOURCES, demo_config
 from pipelines.project import Project, init_project
 from pipelines.steps.inventory import inventory_source
 from pipelines.steps.manifest import build_manifest
-from pipelines.steps.quality import assess_unit
+from pipelines.steps.quality import (
+    QualitySummary,
+    assess_unit,
+    check_accounting,
+    check_distribution,
+)
 
 EXPECTED_NAME = {
     "librispeech": "librispeech",
@@ -120,3 +127,68 @@ def test_a_recording_is_decoded_once_per_unit(assessed, monkeypatch: pytest.Monk
     )
     assert decoded.height > len(calls) >= 1
     assert len(calls) == len(set(calls))
+
+
+def _decisions(n: int, duration_s: float = 2.0, snr_db: float = 20.0) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "utterance_id": [f"s/{i}" for i in range(n)],
+            "status": ["accepted"] * n,
+            "reject_stage": pl.Series([None] * n, dtype=pl.String),
+            "wada_snr_db": [snr_db + i for i in range(n)],
+            "duration_s": [duration_s + 0.5 * i for i in range(n)],
+        }
+    )
+
+
+def _quality_summary(frame: pl.DataFrame, n_manifest_rows: int) -> QualitySummary:
+    return QualitySummary(
+        unit="s.all.00000",
+        path=Path("quality.parquet"),
+        sha256="0" * 64,
+        policy_version="v1",
+        frame=frame,
+        n_manifest_rows=n_manifest_rows,
+        n_accepted=frame.height,
+    )
+
+
+def test_accounting_check_passes_with_one_decision_per_row() -> None:
+    outcome = check_accounting(_quality_summary(_decisions(3), 3))
+    assert outcome.passed and outcome.severity == "error"
+    assert outcome.metadata == {"manifest_rows": 3, "accepted_plus_rejected": 3, "rows": 3}
+
+
+def test_accounting_check_fails_when_a_decision_is_lost() -> None:
+    summary = _quality_summary(_decisions(3), 3)
+    summary.frame = summary.frame.slice(1)
+    outcome = check_accounting(summary)
+    assert not outcome.passed and outcome.metadata["rows"] == 2
+
+
+def test_accounting_check_fails_on_a_repeated_id() -> None:
+    frame = _decisions(3).with_columns(pl.lit("s/0").alias("utterance_id"))
+    assert not check_accounting(_quality_summary(frame, 3)).passed
+
+
+def test_distribution_check_passes_on_varied_measures() -> None:
+    outcome = check_distribution(_decisions(6))
+    assert outcome.passed and outcome.severity == "warn" and outcome.description is None
+    assert outcome.metadata == {"measured": 6}
+
+
+def test_distribution_check_warns_when_every_duration_is_the_same() -> None:
+    frame = _decisions(6).with_columns(pl.lit(3.0).alias("duration_s"))
+    outcome = check_distribution(frame)
+    assert not outcome.passed and outcome.severity == "warn"
+    assert outcome.description == "all 6 durations are 3.000 s"
+
+
+def test_distribution_check_counts_only_measured_rows() -> None:
+    frame = _decisions(6).with_columns(
+        pl.when(pl.int_range(pl.len()) < 2)
+        .then(pl.lit("ingest"))
+        .otherwise(pl.lit(None))
+        .alias("reject_stage")
+    )
+    assert check_distribution(frame).metadata == {"measured": 4}

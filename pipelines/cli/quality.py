@@ -1,0 +1,30 @@
+"""The `report` command: the self-contained HTML quality report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipelines.cli import render
+from pipelines.cli.options import ProjectOption, fail, load
+
+
+def report(
+    source: Annotated[str | None, typer.Option("--source", help="only this source")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output HTML file")] = None,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Write the self-contained HTML quality report (plots, rejections, audio to listen to)."""
+    from pipelines.steps.quality_report import write_report
+
+    project = load(project_dir)
+    if source is not None:
+        try:
+            project.config.source(source)
+        except KeyError as error:
+            raise fail(str(error.args[0])) from error
+    with render.status("rendering the quality report"):
+        path = write_report(project, out=out, source=source)
+    render.print_message(f"quality report: {path}")
