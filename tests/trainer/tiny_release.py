@@ -5,7 +5,7 @@ real shard writer (`pipelines.shards.write_shards`) for two sources, one unit ea
 ``tiny_en`` (English transcripts) and ``tiny_zh`` (Mandarin transcripts), at most
 `SAMPLES_PER_SHARD` samples per shard (so a few shards per unit); then the release
 ``releases/<name>/`` (``release.json`` + ``utterances.parquet``) by hand with the
-release contract, as `tests/pipelines/test_exports.py` does.
+release contract, as `tests/pipelines/releases/test_export.py` does.
 
 What the release holds (default 24 utterances; even i English, odd i Mandarin):
 utterance i goes to ``dev`` when i % 12 is 4 or 5, ``test`` when it is 10 or 11, else

@@ -47,7 +47,7 @@ from schemas.shards import (
 RATE_HZ = 16000
 SOURCE = "synthetic"
 UNIT = "unit-007"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LONG_ID = "corpus/" + "very-long-speaker-name/" * 6 + "utt.0001"  # > 100 chars: PAX headers
 
 

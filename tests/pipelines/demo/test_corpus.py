@@ -37,7 +37,7 @@ from quality.policy import judge
 from schemas import QualityPolicy, SourceConfig, UnitLimits
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
 
-COMMITTED = Path(__file__).resolve().parents[1] / "data" / "corpora"
+COMMITTED = Path(__file__).resolve().parents[2] / "data" / "corpora"
 
 pytestmark = pytest.mark.skipif(
     not espeak_available(),
