@@ -6,45 +6,49 @@ in batches sorted by window length on CPU or CUDA.
 
 >>> # tokenizer = load_tokenizer("models/glm-4-voice-tokenizer")
 >>> # codes = tokenizer.tokenize([samples_16k])   # list of uint16 arrays
+>>> from inference.glm4voice import expected_code_count
 >>> expected_code_count(16000 * 4)
 50
 
 Modules: `config` (config.json), `features` (windows, log-mel, code counts),
-`model` (the encoder), `loading` (strict safetensors loading, content hash),
+`model` (the encoder), `loading` (strict safetensors loading), `files` (the
+checkpoint's files and content hash, no torch),
 `tokenizer` (the batched fast path), `reference` (the one-window-at-a-time
 oracle), `demo` (the random-weight demo checkpoint).
+
+The names below load their module on first use (PEP 562), so importing this
+package, or `files` for the checkpoint hash, does not load torch.
 """
 
-from inference.glm4voice.config import (
-    RELEASED_CONFIG,
-    RELEASED_PREPROCESSOR,
-    ConfigError,
-    GLM4VoiceTokenizerConfig,
-)
-from inference.glm4voice.demo import DEMO_NOTE, write_demo_checkpoint
-from inference.glm4voice.features import CODES_PER_SECOND, SAMPLES_PER_CODE, expected_code_count
-from inference.glm4voice.loading import (
-    CheckpointError,
-    load_tokenizer,
-    tokenizer_checkpoint_sha256,
-)
-from inference.glm4voice.model import WhisperVQEncoder
-from inference.glm4voice.tokenizer import GLM4VoiceTokenizer, TokenizeStats
+from __future__ import annotations
 
-__all__ = [
-    "CODES_PER_SECOND",
-    "DEMO_NOTE",
-    "RELEASED_CONFIG",
-    "RELEASED_PREPROCESSOR",
-    "SAMPLES_PER_CODE",
-    "CheckpointError",
-    "ConfigError",
-    "GLM4VoiceTokenizer",
-    "GLM4VoiceTokenizerConfig",
-    "TokenizeStats",
-    "WhisperVQEncoder",
-    "expected_code_count",
-    "load_tokenizer",
-    "tokenizer_checkpoint_sha256",
-    "write_demo_checkpoint",
-]
+import importlib
+from typing import Any
+
+_MODULE_OF = {
+    "RELEASED_CONFIG": "config",
+    "RELEASED_PREPROCESSOR": "config",
+    "ConfigError": "config",
+    "GLM4VoiceTokenizerConfig": "config",
+    "DEMO_NOTE": "demo",
+    "write_demo_checkpoint": "demo",
+    "CODES_PER_SECOND": "features",
+    "SAMPLES_PER_CODE": "features",
+    "expected_code_count": "features",
+    "CheckpointError": "files",
+    "tokenizer_checkpoint_sha256": "files",
+    "load_tokenizer": "loading",
+    "WhisperVQEncoder": "model",
+    "GLM4VoiceTokenizer": "tokenizer",
+    "TokenizeStats": "tokenizer",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines `name` when it is first asked for."""
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value

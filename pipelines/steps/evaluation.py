@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
@@ -25,7 +25,9 @@ from pipelines.steps.train import TrainingError, lake_relative, latest_succeeded
 from pipelines.version import code_version
 from quality.report.plots import png_data_uri
 from schemas.training import EvalRecord, EvalSettings
-from trainer.evaluate import EvalResult, evaluate_checkpoint
+
+if TYPE_CHECKING:
+    from trainer.evaluate import EvalResult
 
 
 def eval_id_for(checkpoint_sha256: str, release: str, split: str) -> str:
@@ -42,6 +44,9 @@ def run_evaluation(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[EvalRecord, EvalResult]:
     """Evaluate `checkpoint` on `release`, write its EvalRecord and update the catalogue."""
+    # Imported here, not at the top: the definitions import this module (see steps/train.py).
+    from trainer.evaluate import evaluate_checkpoint
+
     settings = settings or project.config.training.eval
     result = evaluate_checkpoint(
         checkpoint, project.lake.root, release, settings, progress=progress

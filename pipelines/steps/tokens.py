@@ -22,7 +22,6 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from inference.glm4voice import expected_code_count
 from pipelines.audio.pcm import stored_samples
 from pipelines.audio.rows import prepare_accepted_rows
 from pipelines.lake.atomic import write_parquet_atomic
@@ -122,6 +121,9 @@ def check_code_rate(summary: TokensSummary) -> CheckOutcome:
     12.5 codes per second, per 30 s window, padding rule included; `examples` lists
     up to 10 utterances with the wrong count.
     """
+    # Imported here: `inference.glm4voice` loads torch, which the definitions must not.
+    from inference.glm4voice import expected_code_count
+
     frame = summary.frame
     wrong = [
         row["utterance_id"]

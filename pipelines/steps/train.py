@@ -10,6 +10,10 @@ The run id is a function of its inputs (stage, release, resolved config, base
 checkpoint hash, text tokenizer hash), so a stage that was killed and is started again
 finds its run folder and resumes from its last DeepSpeed checkpoint, and a changed
 input gives a new run.
+
+The trainer and torch are imported inside the functions that use them: the
+Dagster definitions import this module, and every step process would otherwise
+pay for loading torch and transformers.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from matplotlib.figure import Figure
 
 from pipelines.catalogue.build import update_catalogue
@@ -43,12 +46,6 @@ from schemas.training import (
     StageConfig,
     StageName,
 )
-from trainer.checkpoints import model_checkpoint_sha256
-from trainer.data.release_split import load_release_split
-from trainer.data.stream import iter_release_samples
-from trainer.recipes import load_stage_config, recipe_path
-from trainer.text_tokenizer import text_tokenizer_sha256, train_demo_text_tokenizer
-from trainer.train import deepspeed_config
 
 
 class TrainingError(Exception):
@@ -132,6 +129,10 @@ def ensure_text_tokenizer(project: Project, release: str) -> Path:
     The demo tokenizer is trained once per release on its train transcripts and kept in
     `lake/tokenizers/<release>/`; it is deterministic, so rebuilding gives the same files.
     """
+    from trainer.data.release_split import load_release_split
+    from trainer.data.stream import iter_release_samples
+    from trainer.text_tokenizer import train_demo_text_tokenizer
+
     configured = project.config.training.text_tokenizer
     if configured is not None:
         folder = (project.directory / configured).resolve()
@@ -183,6 +184,10 @@ def deepspeed_launcher() -> list[str]:
 
 def plan_stage(project: Project, stage: StageName, max_steps: int | None = None) -> StagePlan:
     """Resolve a stage's inputs, name its run and build its launch command."""
+    from trainer.checkpoints import model_checkpoint_sha256
+    from trainer.recipes import load_stage_config, recipe_path
+    from trainer.text_tokenizer import text_tokenizer_sha256
+
     training = project.config.training
     release = _training_release(project)
     recipes = (project.directory / training.recipes).resolve() if training.recipes else None
@@ -255,6 +260,10 @@ def _write_record(project: Project, record: RunRecord) -> Path:
 
 def start_run(project: Project, plan: StagePlan, dagster_run_id: str | None = None) -> RunRecord:
     """Record the run as `running` (before launching) and register it in the catalogue."""
+    import torch
+
+    from trainer.train import deepspeed_config
+
     ds_dir = plan.run_dir / DEEPSPEED_DIR
     record = RunRecord(
         run_id=plan.run_id,

@@ -5,6 +5,8 @@ an asset names is one of the pools whose limit `assets.pools` sets."""
 from __future__ import annotations
 
 import doctest
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -71,3 +73,21 @@ def test_pools_named_by_assets_have_their_limit_in_one_place(graph) -> None:  # 
 def test_code_references_doctests() -> None:
     result = doctest.testmod(code_references)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_loading_the_definitions_loads_no_torch(tmp_path: Path) -> None:
+    """Every Dagster step process loads the definitions: torch, transformers and the trainer
+    wait until a step needs them (the tokens check, training, evaluation)."""
+    folder = tmp_path / "proj"
+    init_project(folder, demo_config(folder))
+    script = (
+        "import sys\nfrom pathlib import Path\n"
+        "from assets.definitions import build_definitions\n"
+        f"build_definitions(Path({str(folder)!r}))\n"
+        "heavy = ('torch', 'transformers', 'deepspeed', 'trainer')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == ""

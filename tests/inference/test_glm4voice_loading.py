@@ -25,8 +25,9 @@ from inference.glm4voice import (
     tokenizer_checkpoint_sha256,
     write_demo_checkpoint,
 )
-from inference.glm4voice import loading as loading_module
-from inference.glm4voice.loading import HASH_SIDECAR, file_sha256
+from inference.glm4voice import files as checkpoint_files
+from inference.glm4voice.files import HASH_SIDECAR
+from schemas.hashing import file_sha256
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +261,7 @@ def test_hashes_are_cached_by_size_and_mtime(
         hashed.append(Path(path).name)
         return file_sha256(path)
 
-    monkeypatch.setattr(loading_module, "file_sha256", counting)
+    monkeypatch.setattr(checkpoint_files, "file_sha256", counting)
     first = tokenizer_checkpoint_sha256(directory)
     assert sorted(hashed) == ["config.json", "model.safetensors", "preprocessor_config.json"]
     sidecar = json.loads((directory / HASH_SIDECAR).read_text())
@@ -294,7 +295,7 @@ def test_a_read_only_folder_still_hashes(
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError("read-only file system")
 
-    monkeypatch.setattr(loading_module.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(checkpoint_files.tempfile, "mkstemp", refuse)
     with caplog.at_level(logging.WARNING, logger="inference.glm4voice.loading"):
         assert tokenizer_checkpoint_sha256(directory) == tokenizer_checkpoint_sha256(demo_dir)
     assert not (directory / HASH_SIDECAR).exists()
