@@ -14,7 +14,6 @@ connector's deterministic order: the same corpus gives the same keys.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +25,7 @@ from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.lake.paths import Lake
 from pipelines.sources.base import ItemGroup
 from schemas import InventoryItem, RejectReason, UnitLimits, UnitPlan
+from schemas.hashing import bytes_sha256
 
 
 def _safe_prefix(prefix: str) -> str:
@@ -78,7 +78,7 @@ def plan_units(
             source=source,
             n_inputs=len(pending.items),
             declared_duration_s=round(pending.duration_s, 3),
-            items_sha256=hashlib.sha256(data).hexdigest(),
+            items_sha256=bytes_sha256(data),
         )
         plans.append(plan)
         if on_unit is not None:

@@ -6,13 +6,13 @@ so re-measuring or re-tokenizing a shard's FLAC reproduces the catalogue.
 
 from __future__ import annotations
 
-import hashlib
 import io
 
 import numpy as np
 import soundfile as sf
 
 from schemas.audio import PCM16_SCALE, TARGET_SAMPLE_RATE_HZ
+from schemas.hashing import bytes_sha256
 
 # --- 16-bit PCM: the stored form and the content hash --------------------------------------
 
@@ -58,7 +58,7 @@ def pcm_sha256(samples: np.ndarray) -> str:
     whatever container or rate it came from (a WAV and a FLAC of the same
     16-bit samples hash equal), so it finds duplicates across sources.
     """
-    return hashlib.sha256(pcm16(samples).astype("<i2", copy=False).tobytes()).hexdigest()
+    return bytes_sha256(pcm16(samples).astype("<i2", copy=False).tobytes())
 
 
 def encode_flac16(samples: np.ndarray, rate: int = TARGET_SAMPLE_RATE_HZ) -> bytes:

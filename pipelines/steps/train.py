@@ -19,7 +19,6 @@ pay for loading torch and transformers.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
 from pipelines.version import code_version
 from quality.report.plots import png_data_uri
+from schemas.hashing import bytes_sha256
 from schemas.training import (
     CHECKPOINT_INFO,
     DEEPSPEED_DIR,
@@ -204,9 +204,9 @@ def plan_stage(project: Project, stage: StageName, max_steps: int | None = None)
     tokenizer = ensure_text_tokenizer(project, release)
     tok_sha = text_tokenizer_sha256(tokenizer)
     base_sha = model_checkpoint_sha256(base) if base is not None else "random-init"
-    key = hashlib.sha256(
+    key = bytes_sha256(
         json.dumps([stage, release, config.config_sha256(), base_sha, tok_sha]).encode()
-    ).hexdigest()[:12]
+    )[:12]
     run_id = f"{stage}-{release}-{key}"
     run_dir = project.lake.run_dir(run_id)
     command = [

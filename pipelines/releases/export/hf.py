@@ -12,7 +12,6 @@ torchcodec.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -35,6 +34,7 @@ from pipelines.releases.export.staging import (
 )
 from pipelines.releases.export.vita_jsonl import _has_text
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
+from schemas.hashing import bytes_sha256
 
 if TYPE_CHECKING:
     import datasets
@@ -92,9 +92,9 @@ def export_hf(
     out_dir = _check_out_dir(project, out_dir, overwrite)
     selection = _select(project, release_name)
     features = hf_export_features()
-    shard_digest = hashlib.sha256(
+    shard_digest = bytes_sha256(
         json.dumps([[s.shard, s.sha256] for s in selection.release.shards]).encode()
-    ).hexdigest()
+    )
 
     with _staged(out_dir, overwrite) as staging:
         # The generator's Arrow cache gets a fresh folder beside the output (same disk,
@@ -110,9 +110,9 @@ def export_hf(
         try:
             splits: dict[str, datasets.Dataset] = {}
             for split in selection.splits():
-                fingerprint = hashlib.sha256(
+                fingerprint = bytes_sha256(
                     f"{release_name}\0{split}\0{shard_digest}".encode()
-                ).hexdigest()[:16]
+                )[:16]
                 dataset = datasets.Dataset.from_generator(
                     _hf_rows,
                     features=features,
