@@ -1,37 +1,47 @@
-"""The `catalogue[unit]` asset: registers the unit's lake files in `catalogue.duckdb`.
+"""The `catalogue` asset: folds the lake's new and changed files into `catalogue.duckdb`.
 
-Its work is `pipelines/steps/catalogue.py`. It runs in the `catalogue` pool
-(limit 1): DuckDB allows one writing process per file, and the pool keeps unit
-runs from writing at once.
+Its work is `pipelines/steps/catalogue.py`. It is lake-wide, not per unit: unit
+runs write lake files only and never wait for the catalogue's single writer. It
+runs when a `voxlake run` ends, and by itself (its automation condition, evaluated
+by `catalogue_sensor` while a Dagster daemon runs) once units have materialised
+and none is in progress. It runs in the `catalogue` pool (limit 1): DuckDB allows
+one writing process per file.
 """
 
 import dagster as dg
 
-from assets.partitions import units_partitions
 from assets.pools import CATALOGUE_POOL
 from assets.resources import VoxlakeProject
-from assets.units import unit_run
-from pipelines.steps.catalogue import catalogue_unit
+from pipelines.steps.catalogue import catalogue_lake
 
 CATALOGUE_GROUP = "catalogue"
+CATALOGUE_SENSOR = "catalogue_sensor"
+
+# After any unit's lake files change, once nothing upstream is still running and the
+# catalogue is not already being refreshed. Partitioned parents map to the
+# catalogue through all their partitions, so one refresh folds in every new unit.
+CATALOGUE_CONDITION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("units changed, none in progress")
 
 
 @dg.asset(
     key="catalogue",
     group_name=CATALOGUE_GROUP,
-    partitions_def=units_partitions,
     deps=["manifest", "quality", "tokens", "shards"],
     pool=CATALOGUE_POOL,
-    description="Registers the unit in catalogue.duckdb (utterances, shards, ...): the only "
-    "writer of the catalogue, one at a time.",
+    automation_condition=CATALOGUE_CONDITION,
+    description="Folds new and changed lake files (units, releases, runs, evaluations) into "
+    "catalogue.duckdb, incrementally; always equal to a rebuild. The catalogue's only writer.",
     kinds={"duckdb"},
 )
 def catalogue(
     context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
 ) -> dg.MaterializeResult:
-    """Refresh the unit's rows in the catalogue."""
-    run = unit_run(context, voxlake_project)
-    stats = catalogue_unit(run.project, run.unit)
+    """Bring the catalogue up to date with the lake."""
+    stats = catalogue_lake(voxlake_project.load())
     context.log.info(
         f"catalogue {stats.path}: {stats.n_utterances} utterances, {stats.n_shards} shards "
         f"({stats.mode}, {stats.seconds:.2f} s)"
@@ -46,3 +56,12 @@ def catalogue(
             "mode": stats.mode,
         }
     )
+
+
+catalogue_sensor = dg.AutomationConditionSensorDefinition(
+    CATALOGUE_SENSOR,
+    target=dg.AssetSelection.assets(catalogue),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Refreshes the catalogue after units materialise (its automation condition).",
+)

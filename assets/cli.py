@@ -7,7 +7,6 @@ command starts as fast as it would without Dagster installed.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,24 +25,44 @@ def _run(
     project: Project,
     select: str | None,
     sources: list[str] | None,
-    verbose: bool = False,
-    parallel: int = 1,
+    force: bool = False,
 ) -> bool:
-    from assets.runner import run_assets  # Dagster loads only when a run starts
+    # Dagster loads only when a run starts.
+    from assets.runner import RunLockedError, SelectionError, run_assets
+    from assets.services import ServiceError
 
-    with render.unit_progress() as on_unit:
+    with render.stage_progress() as on_progress:
         try:
             report = run_assets(
                 project,
                 select=select,
                 sources=sources,
-                on_unit=on_unit,
-                console_log_level="INFO" if verbose else "WARNING",
-                parallel=parallel,
+                force=force,
+                on_progress=lambda p: on_progress(
+                    p.stage, p.done, p.total, p.runs_done, p.runs_total
+                ),
             )
-        except KeyError as error:
-            raise fail(str(error.args[0])) from error
-    render.print_message(f"{len(report.run_ids)} Dagster runs on instance {project.dagster_home}")
+        except (SelectionError, RunLockedError) as error:
+            raise fail(str(error)) from error
+        except ServiceError as error:
+            render.print_error(str(error))
+            return False
+    if report.nothing_to_do:
+        render.print_message(
+            "nothing to do: every selected asset is up to date (--force re-materializes)"
+        )
+        return True
+    render.print_message(
+        f"{len(report.run_ids)} Dagster runs (tag {report.invocation}) on instance "
+        f"{project.dagster_home}; logs in {report.log_dir}"
+    )
+    for warning in report.warnings:
+        render.print_warning(warning)
+    if report.failed_units:
+        render.print_error(
+            f"{len(report.failed_units)} units failed: {', '.join(sorted(report.failed_units))}; "
+            "`voxlake run` again re-runs them alone"
+        )
     render.print_run_failures(report.failures)
     return report.success
 
@@ -56,17 +75,20 @@ def run(
         ),
     ] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="only this source")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="echo Dagster logs")] = False,
-    parallel: Annotated[int, typer.Option("--parallel", "-j", help="unit runs at once")] = 1,
+    force: Annotated[
+        bool, typer.Option("--force", help="re-materialize everything selected, even if current")
+    ] = False,
     project_dir: ProjectOption = None,
 ) -> None:
-    """Materialize assets through Dagster on the project's instance."""
+    """Materialize what is missing or stale, through the project's Dagster instance.
+
+    Runs are queued on the instance (see dagster.yaml: max_concurrent_runs) and
+    each carries up to execution.units_per_run units (voxlake.yaml).
+    """
     project = load(project_dir)
     if not project.config.sources:
         raise fail(f"{project.config_path} has no sources; add one with `voxlake source add`")
-    if parallel < 1:
-        raise fail("--parallel must be at least 1")
-    if not _run(project, select, source, verbose, parallel):
+    if not _run(project, select, source, force):
         raise typer.Exit(1)
 
 
@@ -77,19 +99,19 @@ def ui(
 ) -> None:
     """Start the Dagster webserver (and daemon) for the project."""
     project = load(project_dir)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(project.ensure_dagster_home()),
-        "VOXLAKE_PROJECT": str(project.directory),
-    }
+    from assets.instance import open_instance
+    from assets.services import service_env, write_ui_workspace
+
+    env = service_env(project, open_instance(project))
+    workspace = write_ui_workspace(project)
     render.print_message(f"Dagster UI on http://{host}:{port} (project {project.directory})")
     command = [
         sys.executable,
         "-m",
         "dagster",
         "dev",
-        "-m",
-        "assets.definitions",
+        "--workspace",
+        str(workspace),
         "-h",
         host,
         "-p",

@@ -10,22 +10,24 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets.checks import check_result
-from assets.partitions import UNITS_PARTITIONS_NAME, units_partitions
+from assets.partitions import UNITS_PARTITIONS_NAME
 from assets.resources import VoxlakeProject
-from assets.units import unit_run
-from pipelines.steps.inventory import inventory_source
+from assets.units import UnitResult, UnitRun, materialize_units, unit_asset_policies
+from pipelines.steps.inventory import inventory_source, source_fingerprint
 from pipelines.steps.manifest import (
     UnitNotPlannedError,
     build_manifest,
     check_accounting,
-    planned_inputs,
+    planned_unit,
 )
 from pipelines.units import source_of_unit
 from schemas import SourceConfig, UnitPlan
 from schemas.hashing import file_sha256
+from schemas.project import ExecutionSettings
 
 INGEST_GROUP = "ingest"
+SOURCE_FINGERPRINT_KEY = "source_fingerprint"
+"""Inventory metadata: `source_fingerprint()` of the source when it was planned."""
 PREVIEW_ROWS = 10
 PREVIEW_COLUMNS = (
     "utterance_id",
@@ -59,6 +61,10 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         project = voxlake_project.load()
         config = project.config.source(source.name)
+        limits = project.config.unit_limits(config)
+        # Taken before the connector reads anything: a file changed while the inventory
+        # runs makes the next `voxlake run` plan the source again.
+        fingerprint = source_fingerprint(config, project.directory, limits)
         planned = 0
 
         def log_unit(plan: UnitPlan) -> None:
@@ -69,9 +75,7 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
                     f"planned unit {plan.unit} ({plan.n_inputs} inputs); {planned} so far"
                 )
 
-        plans = inventory_source(
-            config, project.directory, project.lake, project.config.unit_limits(config), log_unit
-        )
+        plans = inventory_source(config, project.directory, project.lake, limits, log_unit)
         keys = [p.unit for p in plans]
         existing = set(context.instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME))
         new = [k for k in keys if k not in existing]
@@ -94,6 +98,7 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
                 "new_units": len(new),
                 "removed_units": len(gone),
                 "units_index": dg.MetadataValue.path(str(units_index)),
+                SOURCE_FINGERPRINT_KEY: fingerprint,
             },
             data_version=dg.DataVersion(file_sha256(units_index)[:16]),
         )
@@ -101,13 +106,14 @@ def build_inventory_asset(source: SourceConfig) -> dg.AssetsDefinition:
     return inventory
 
 
-def build_manifest_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
+def build_manifest_asset(
+    sources: list[SourceConfig], settings: ExecutionSettings
+) -> dg.AssetsDefinition:
     """The `manifest` asset, partitioned by unit, downstream of every inventory."""
 
     @dg.asset(
         key="manifest",
         group_name=INGEST_GROUP,
-        partitions_def=units_partitions,
         deps=[inventory_key(s.name) for s in sources],
         description="One row per input utterance of the unit: accepted by ingest (`ok`) or "
         "rejected with a reason. Writes lake/manifests/<source>/<unit>.parquet.",
@@ -120,40 +126,48 @@ def build_manifest_asset(sources: list[SourceConfig]) -> dg.AssetsDefinition:
             )
         ],
         kinds={"parquet"},
+        **unit_asset_policies(settings),
     )
-    def manifest(
-        context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
-    ) -> dg.MaterializeResult:
-        run = unit_run(context, voxlake_project)
-        project, unit, source = run.project, run.unit, run.source
-        try:
-            n_inputs = planned_inputs(project.lake, source.name, unit)
-        except UnitNotPlannedError as error:
-            raise dg.Failure(str(error)) from error
-        summary = build_manifest(source, project.directory, project.lake, unit, n_inputs)
-        path = project.lake.manifest(source.name, unit)
-        frame = pl.read_parquet(path)
-        context.log.info(
-            f"{unit}: {summary.n_ok} ok, {summary.n_rejected} rejected of {n_inputs} inputs; "
-            f"rejections {dict(summary.rejections)}"
-        )
-        preview = frame.head(PREVIEW_ROWS).select(PREVIEW_COLUMNS)
-        return dg.MaterializeResult(
-            metadata={
-                "inputs": n_inputs,
-                "ok": summary.n_ok,
-                "rejected": summary.n_rejected,
-                "ok_hours": round(summary.ok_duration_s / 3600, 4),
-                "languages": dg.MetadataValue.json(dict(summary.languages)),
-                "rejections": dg.MetadataValue.json(dict(summary.rejections)),
-                "path": dg.MetadataValue.path(str(path)),
-                "preview": dg.MetadataValue.md(_markdown_table(preview)),
-            },
-            data_version=dg.DataVersion(file_sha256(path)[:16]),
-            check_results=[check_result("accounting", check_accounting(n_inputs, summary, frame))],
+    def manifest(context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject):
+        yield from materialize_units(
+            context, voxlake_project, _manifest_unit, batch_metadata=_manifest_totals
         )
 
     return manifest
+
+
+def _manifest_unit(run: UnitRun) -> UnitResult:
+    project, unit, source = run.project, run.unit, run.source
+    try:
+        plan = planned_unit(project.lake, source.name, unit)
+    except UnitNotPlannedError as error:
+        raise dg.Failure(str(error)) from error
+    summary = build_manifest(source, project.directory, project.lake, unit, plan.n_inputs)
+    path = project.lake.manifest(source.name, unit)
+    frame = pl.read_parquet(path)
+    preview = frame.head(PREVIEW_ROWS).select(PREVIEW_COLUMNS)
+    return UnitResult(
+        sha256=file_sha256(path),
+        inputs={"inventory": plan.items_sha256},
+        metadata={
+            "inputs": plan.n_inputs,
+            "ok": summary.n_ok,
+            "rejected": summary.n_rejected,
+            "ok_hours": round(summary.ok_duration_s / 3600, 4),
+            "languages": dg.MetadataValue.json(dict(summary.languages)),
+            "rejections": dg.MetadataValue.json(dict(summary.rejections)),
+            "path": dg.MetadataValue.path(str(path)),
+            "preview": dg.MetadataValue.md(_markdown_table(preview)),
+        },
+        checks={"accounting": check_accounting(plan.n_inputs, summary, frame)},
+        summary=f"{summary.n_ok} ok, {summary.n_rejected} rejected of {plan.n_inputs} inputs",
+    )
+
+
+def _manifest_totals(results: dict[str, UnitResult]) -> dict[str, object]:
+    return {
+        key: sum(r.metadata[key] for r in results.values()) for key in ("inputs", "ok", "rejected")
+    }
 
 
 def _markdown_table(frame: pl.DataFrame) -> str:

@@ -11,27 +11,26 @@ downstream, stale in the UI.
 
 import dagster as dg
 
-from assets.checks import check_result
-from assets.partitions import units_partitions
 from assets.resources import VoxlakeProject
-from assets.units import unit_run
+from assets.units import UnitResult, UnitRun, materialize_units, unit_asset_policies
 from pipelines.steps.quality import assess_unit, check_accounting, check_distribution
 from pipelines.steps.quality_report import report_path, write_report
 from quality.report.summary import markdown_summary
 from schemas import QualityPolicy
+from schemas.hashing import file_sha256
+from schemas.project import ExecutionSettings
 
 QUALITY_GROUP = "quality"
 # Bumped when the measures or the decision logic change meaningfully.
 QUALITY_CODE_VERSION = "1"
 
 
-def build_quality_asset(policy: QualityPolicy) -> dg.AssetsDefinition:
+def build_quality_asset(policy: QualityPolicy, settings: ExecutionSettings) -> dg.AssetsDefinition:
     """The `quality` asset, versioned by the policy in force when definitions load."""
 
     @dg.asset(
         key="quality",
         group_name=QUALITY_GROUP,
-        partitions_def=units_partitions,
         deps=["manifest"],
         code_version=f"{QUALITY_CODE_VERSION}-policy-{policy.version()}",
         description="Decode → mono → 16 kHz → measure (WADA/STNR SNR, clipping, silence, "
@@ -51,38 +50,50 @@ def build_quality_asset(policy: QualityPolicy) -> dg.AssetsDefinition:
             ),
         ],
         kinds={"parquet", "numpy"},
+        **unit_asset_policies(settings),
     )
-    def quality(
-        context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
-    ) -> dg.MaterializeResult:
-        run = unit_run(context, voxlake_project)
-        summary = assess_unit(
-            run.project, run.source, run.unit, on_progress=run.progress("utterances assessed")
-        )
-        context.log.info(
-            f"{run.unit}: {summary.n_accepted} accepted, {summary.n_rejected} rejected "
-            f"(policy {summary.policy_version})"
-        )
-        return dg.MaterializeResult(
-            metadata={
-                "manifest_rows": summary.n_manifest_rows,
-                "accepted": summary.n_accepted,
-                "rejected": summary.n_rejected,
-                "accepted_hours": round(summary.accepted_duration_s / 3600, 4),
-                "policy_version": summary.policy_version,
-                "rejections": dg.MetadataValue.json(summary.rejections),
-                "summary": dg.MetadataValue.md(markdown_summary(summary.frame)),
-                "path": dg.MetadataValue.path(str(summary.path)),
-                "report": dg.MetadataValue.path(str(report_path(run.project))),
-            },
-            data_version=dg.DataVersion(summary.sha256[:16]),
-            check_results=[
-                check_result("accounting", check_accounting(summary)),
-                check_result("distribution", check_distribution(summary.frame)),
-            ],
+    def quality(context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject):
+        yield from materialize_units(
+            context, voxlake_project, _quality_unit, batch_metadata=_quality_totals
         )
 
     return quality
+
+
+def _quality_unit(run: UnitRun) -> UnitResult:
+    manifest_sha256 = file_sha256(run.project.lake.manifest(run.source.name, run.unit))
+    summary = assess_unit(
+        run.project, run.source, run.unit, on_progress=run.progress("utterances assessed")
+    )
+    return UnitResult(
+        sha256=summary.sha256,
+        inputs={"manifest": manifest_sha256},
+        metadata={
+            "manifest_rows": summary.n_manifest_rows,
+            "accepted": summary.n_accepted,
+            "rejected": summary.n_rejected,
+            "accepted_hours": round(summary.accepted_duration_s / 3600, 4),
+            "policy_version": summary.policy_version,
+            "rejections": dg.MetadataValue.json(summary.rejections),
+            "summary": dg.MetadataValue.md(markdown_summary(summary.frame)),
+            "path": dg.MetadataValue.path(str(summary.path)),
+            "report": dg.MetadataValue.path(str(report_path(run.project))),
+        },
+        checks={
+            "accounting": check_accounting(summary),
+            "distribution": check_distribution(summary.frame),
+        },
+        summary=f"{summary.n_accepted} accepted, {summary.n_rejected} rejected "
+        f"(policy {summary.policy_version})",
+    )
+
+
+def _quality_totals(results: dict[str, UnitResult]) -> dict[str, object]:
+    return {
+        "accepted": sum(r.metadata["accepted"] for r in results.values()),
+        "rejected": sum(r.metadata["rejected"] for r in results.values()),
+        "accepted_hours": round(sum(r.metadata["accepted_hours"] for r in results.values()), 4),
+    }
 
 
 @dg.asset(

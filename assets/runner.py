@@ -1,17 +1,25 @@
-"""Materialize a project's assets through Dagster, on the project's own instance.
+"""`voxlake run`: materialise what is missing or stale, through the project's Dagster instance.
 
-Used by `voxlake run` and `voxlake demo` (`assets/cli.py`). Runs are real Dagster
-runs recorded in the project's `DAGSTER_HOME` (so they appear in the UI's run
-history): first the unpartitioned assets that plan units (inventories), then one
-run per unit for the selected per-unit assets, then unpartitioned downstream assets.
+Nothing here executes a step. The runner plans (`assets.plan`), then submits
+runs to the instance's run coordinator exactly as a backfill would (the
+`units` partitions cut into ranges of at most `execution.units_per_run`, every
+range one run through all the per-unit assets it needs), and follows them: the
+daemon launches them as `max_concurrent_runs` allows, the code location's
+launcher starts each run worker, and the configured executor runs its steps.
+Stage by stage: inventories, then units, then the lake-wide assets (the
+catalogue first), then training; after each stage the plan is made again, so a
+unit that failed is left out (and reported) while the others go on.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
+import fcntl
+import math
 import os
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -23,178 +31,320 @@ from assets.definitions import (
     UNIT_JOB,
     build_definitions,
 )
-from assets.partitions import UNITS_PARTITIONS_NAME
-from assets.pools import POOL_LIMITS
+from assets.instance import max_concurrent_runs, open_instance
+from assets.plan import Plan, plan_work
+from assets.services import dagster_services
+from assets.submit import VOXLAKE_TAG, RunOutcome, cancel_runs, follow_runs, submit_run
 from assets.training import TRAINING_GROUP
 from pipelines.project import Project
-from pipelines.units import source_of_unit
+
+RunSpec = tuple[str, list[dg.AssetKey], tuple[str, str] | None]
+"""A run to submit: job name, assets, and the range of units (None when unpartitioned)."""
+Outcomes = dict[str, RunOutcome]
+
+MAX_UNIT_ROUNDS = 4
+"""Unit stages per `voxlake run`: a round re-runs what a partly failed run left undone."""
+
+
+@dataclass
+class Progress:
+    """What the progress display shows: the stage, and its units or runs done of all."""
+
+    stage: str
+    done: int
+    total: int
+    runs_done: int
+    runs_total: int
 
 
 @dataclass
 class RunReport:
-    """What a `voxlake run` did: Dagster run ids and what failed."""
+    """What a `voxlake run` did: Dagster run ids, what failed, what only warned."""
 
     run_ids: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
+    failed_units: set[str] = field(default_factory=set)
+    failed_sources: set[str] = field(default_factory=set)
+    nothing_to_do: bool = False
+    started_daemon: bool = False
+    log_dir: str | None = None
+    invocation: str = ""
 
     @property
     def success(self) -> bool:
-        """True when every step and every blocking check passed."""
+        """True when every step and every blocking check passed (warnings do not count)."""
         return not self.failures
 
 
-def open_instance(project: Project) -> dg.DagsterInstance:
-    """The project's Dagster instance (SQLite in `<project>/.dagster`), pools configured."""
-    home = project.ensure_dagster_home()
-    os.environ["DAGSTER_HOME"] = str(home)
-    instance = dg.DagsterInstance.from_config(str(home))
-    for pool, limit in POOL_LIMITS.items():
-        if instance.event_log_storage.get_concurrency_info(pool).slot_count != limit:
-            instance.event_log_storage.set_concurrency_slots(pool, limit)
-    return instance
+class RunLockedError(RuntimeError):
+    """Another `voxlake run` is working on this project; the message names its process."""
 
 
-def _failure_messages(result: dg.ExecuteInProcessResult, label: str) -> list[str]:
-    messages = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            messages.append(
-                f"{label}: step {event.step_key} failed: {error.message.strip() if error else ''}"
-            )
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            if not evaluation.passed:
-                messages.append(
-                    f"{label}: check {evaluation.asset_check_key.to_user_string()} failed"
-                )
-    if not result.success and not messages:
-        messages.append(f"{label}: run {result.run_id} failed")
-    return messages
+@contextlib.contextmanager
+def run_lock(project: Project) -> Iterator[None]:
+    """Hold the project's run lock (flock on `<dagster home>/voxlake-run.lock`).
+
+    Two `voxlake run` on one project would plan the same work and both do it; the
+    second refuses at once, naming the first. The lock dies with its process.
+    """
+    path = project.dagster_home / "voxlake-run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunLockedError(
+                f"another `voxlake run` (process {holder}) is working on {project.directory}; "
+                "wait for it to finish (its runs are in `voxlake ui`)"
+            ) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _run_unit(
-    project: Project,
-    unit: str,
-    asset_names: list[str],
-    console_log_level: str,
-    loaded: tuple[dg.DagsterInstance, dg.Definitions] | None = None,
-) -> tuple[str, list[str]]:
-    """One unit through the selected per-unit assets, as one Dagster run (any process)."""
-    instance, defs = loaded or (open_instance(project), build_definitions(project.directory))
-    result = defs.resolve_job_def(UNIT_JOB).execute_in_process(
-        instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": console_log_level}}}},
-        partition_key=unit,
-        asset_selection=[dg.AssetKey.from_user_string(n) for n in asset_names],
-        raise_on_error=False,
-    )
-    return result.run_id, _failure_messages(result, unit)
+class SelectionError(ValueError):
+    """`--select` or `--source` names nothing that exists; the message says what does."""
+
+
+def resolve_selection(graph, select: str | None) -> set[dg.AssetKey]:
+    """The asset keys `select` (Dagster's selection syntax) names; everything when None."""
+    if not select:
+        return set(graph.get_all_asset_keys())
+    try:
+        keys = set(dg.AssetSelection.from_string(select).resolve(graph))
+    except Exception as error:  # Dagster raises several kinds for a bad selection
+        raise SelectionError(f"bad selection {select!r}: {error}") from error
+    if not keys:
+        raise SelectionError(f"selection {select!r} matches no asset")
+    return keys
+
+
+def unit_batches(
+    needed: dict[str, tuple[str, ...]], order: list[str], units_per_run: int, run_slots: int
+) -> list[tuple[tuple[str, ...], str, str, int]]:
+    """Ranges of consecutive units (in partition order) that need the same assets.
+
+    Each is `(assets, first unit, last unit, n units)`, at most `units_per_run`
+    long, and short enough that the runs fill `run_slots` when there are few units.
+
+    >>> order = ["a.x.0", "a.x.1", "a.x.2", "a.x.3", "a.x.4"]
+    >>> needed = {u: ("manifest", "quality") for u in order if u != "a.x.2"}
+    >>> [(first, last, n) for _, first, last, n in unit_batches(needed, order, 16, 1)]
+    [('a.x.0', 'a.x.1', 2), ('a.x.3', 'a.x.4', 2)]
+    >>> [(first, last) for _, first, last, _ in unit_batches(needed, order, 1, 1)]
+    [('a.x.0', 'a.x.0'), ('a.x.1', 'a.x.1'), ('a.x.3', 'a.x.3'), ('a.x.4', 'a.x.4')]
+    """
+    size = max(1, min(units_per_run, math.ceil(len(needed) / max(1, run_slots))))
+    batches: list[tuple[tuple[str, ...], str, str, int]] = []
+    current: list[str] = []
+    current_assets: tuple[str, ...] | None = None
+
+    def close() -> None:
+        if current and current_assets is not None:
+            batches.append((current_assets, current[0], current[-1], len(current)))
+
+    for unit in order:
+        assets = needed.get(unit)
+        if assets != current_assets or assets is None or len(current) >= size:
+            close()
+            current, current_assets = [], assets
+        if assets is not None:
+            current.append(unit)
+    close()
+    return batches
 
 
 def run_assets(
     project: Project,
     select: str | None = None,
     sources: list[str] | None = None,
-    on_unit: Callable[[str, int, int], None] | None = None,
-    console_log_level: str = "WARNING",
-    parallel: int = 1,
+    on_progress: Callable[[Progress], None] | None = None,
+    force: bool = False,
 ) -> RunReport:
-    """Materialize `select` (Dagster selection syntax; default: everything) for `sources`.
+    """Materialise what is missing or stale in `select` (default: everything) for `sources`.
 
-    Every event is stored in the instance whatever `console_log_level` says; the
-    level only decides what is also echoed to the terminal. With `parallel` > 1,
-    that many unit runs go at once, each in its own process.
+    Raises SelectionError for a selection or source that names nothing, RunLockedError
+    when another `voxlake run` works on the project, ServiceError when a Dagster
+    process does not start.
     """
-    run_config = {"loggers": {"console": {"config": {"log_level": console_log_level}}}}
+    with run_lock(project):
+        return _run_assets(project, select, sources, on_progress, force)
+
+
+def _run_assets(
+    project: Project,
+    select: str | None,
+    sources: list[str] | None,
+    on_progress: Callable[[Progress], None] | None,
+    force: bool,
+) -> RunReport:
     instance = open_instance(project)
     defs = build_definitions(project.directory)
     graph = defs.resolve_asset_graph()
-    selection = dg.AssetSelection.from_string(select) if select else dg.AssetSelection.all()
-    keys = selection.resolve(graph)
+    selected = resolve_selection(graph, select)
     names = sources or [s.name for s in project.config.sources]
     for name in names:
-        project.config.source(name)  # a KeyError naming the known sources
-    report = RunReport()
-
-    inventory_keys = [
-        k
-        for k in keys
-        if not graph.get(k).is_partitioned and k.path[0] == "inventory" and k.path[-1] in names
-    ]
-    if inventory_keys:
-        result = defs.resolve_job_def(INVENTORY_JOB).execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            asset_selection=inventory_keys,
-            raise_on_error=False,
-            tags={"voxlake/sources": ",".join(names)},
-        )
-        report.run_ids.append(result.run_id)
-        report.failures += _failure_messages(result, "inventory")
-        if not result.success:
-            return report
-
-    unit_keys = [k for k in keys if graph.get(k).is_partitioned]
-    if unit_keys:
-        units = [
-            u
-            for u in instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME)
-            if source_of_unit(u) in names
-        ]
-        units.sort()
-        report.units = units
-        unit_names = [k.to_user_string() for k in unit_keys]
-        if parallel <= 1:
-            for index, unit in enumerate(units):
-                if on_unit is not None:
-                    on_unit(unit, index, len(units))
-                run_id, failures = _run_unit(
-                    project, unit, unit_names, console_log_level, loaded=(instance, defs)
-                )
-                report.run_ids.append(run_id)
-                report.failures += failures
-        else:
-            # One process per worker: unit runs are independent, and the catalogue step
-            # serialises itself (pool `catalogue` = 1, and the catalogue's writer lock).
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
-                futures = {
-                    pool.submit(_run_unit, project, u, unit_names, console_log_level): u
-                    for u in units
-                }
-                for done, future in enumerate(as_completed(futures)):
-                    run_id, failures = future.result()
-                    report.run_ids.append(run_id)
-                    report.failures += failures
-                    if on_unit is not None:
-                        on_unit(futures[future], done + 1, len(units))
-        if on_unit is not None:
-            on_unit("", len(units), len(units))
-
-    training_keys = [k for k in keys if graph.get(k).group_name == TRAINING_GROUP]
+        try:
+            project.config.source(name)
+        except KeyError as error:
+            raise SelectionError(str(error.args[0])) from error
+    training_keys = {k for k in selected if graph.get(k).group_name == TRAINING_GROUP}
     if select is None and project.config.training.release is None:
-        training_keys = []  # nothing to train on: "everything" means the data pipeline
-    lake_keys = [
-        k
-        for k in keys
-        if not graph.get(k).is_partitioned
-        and k.path[0] != "inventory"
-        and graph.get(k).group_name != TRAINING_GROUP
-    ]
-    for job, job_keys, label in (
-        (LAKE_JOB, lake_keys, "lake"),
-        (TRAINING_JOB, training_keys, "training"),
-    ):
-        if not job_keys or report.failures:
-            continue
-        result = defs.resolve_job_def(job).execute_in_process(
-            instance=instance,
-            run_config=run_config,
-            asset_selection=job_keys,
-            raise_on_error=False,
+        selected -= training_keys  # nothing to train on: "everything" means the data pipeline
+    report = RunReport(invocation=uuid.uuid4().hex[:12])
+
+    def plan() -> Plan:
+        return plan_work(
+            instance,
+            graph,
+            project,
+            selected,
+            # A source whose inventory failed is left out; the others go on.
+            [n for n in names if n not in report.failed_sources],
+            training_keys=training_keys,
+            force=force and not report.run_ids,
+            exclude_units=report.failed_units,
         )
-        report.run_ids.append(result.run_id)
-        report.failures += _failure_messages(result, label)
+
+    current = plan()
+    if current.empty:
+        report.nothing_to_do = True
+        return report
+    run_slots = max_concurrent_runs(instance)
+    tags = {VOXLAKE_TAG: report.invocation}
+    with dagster_services(project, instance) as services:
+        report.log_dir = str(services.log_dir)
+        report.started_daemon = services.started_daemon
+        submitted: list[str] = []
+
+        def stage(
+            name: str, requests: list[RunSpec], total: int, count: Callable[[Outcomes], int]
+        ) -> Outcomes:
+            run_ids = [
+                submit_run(services.context, job, keys, units, tags)
+                for job, keys, units in requests
+            ]
+            submitted.extend(run_ids)
+            report.run_ids.extend(run_ids)
+
+            def show(outcomes: dict[str, RunOutcome]) -> None:
+                if on_progress is not None:
+                    on_progress(
+                        Progress(
+                            stage=name,
+                            done=count(outcomes),
+                            total=total,
+                            runs_done=sum(o.finished for o in outcomes.values()),
+                            runs_total=len(outcomes),
+                        )
+                    )
+
+            outcomes = follow_runs(instance, run_ids, on_poll=show)
+            for outcome in outcomes.values():
+                report.failures.extend(f"{name}: {f}" for f in outcome.failures)
+                report.warnings.extend(f"{name}: {w}" for w in outcome.warnings)
+                report.failed_units.update(outcome.failed_units)
+            return outcomes
+
+        try:
+            if current.inventories:
+                outcomes = stage(
+                    "inventory",
+                    [(INVENTORY_JOB, current.inventories, None)],
+                    len(current.inventories),
+                    _count_assets,
+                )
+                done = {a for o in outcomes.values() for a, _ in o.materialized}
+                report.failed_sources.update(
+                    k.path[-1] for k in current.inventories if k.to_user_string() not in done
+                )
+                current = plan()
+            for _ in range(MAX_UNIT_ROUNDS):
+                if not current.units:
+                    break
+                last_asset = {a[-1] for a in current.units.values()}
+                report.units = sorted(set(report.units) | set(current.units))
+                batches = unit_batches(
+                    current.units,
+                    current.unit_order,
+                    project.config.execution.units_per_run,
+                    run_slots,
+                )
+                outcomes = stage(
+                    "units",
+                    [
+                        (UNIT_JOB, [dg.AssetKey(a) for a in assets], (first, last))
+                        for assets, first, last, _ in batches
+                    ],
+                    len(current.units),
+                    lambda o, last_asset=last_asset: sum(
+                        1 for x in o.values() for asset, _ in x.materialized if asset in last_asset
+                    ),
+                )
+                for outcome, batch in zip(outcomes.values(), batches, strict=True):
+                    _blame_units(outcome, batch, current.unit_order, report)
+                current = plan()
+            if current.lake:
+                lake = current.lake
+                if report.failures:
+                    # Fold in what did succeed, but release nothing from a partial lake.
+                    lake = [k for k in lake if k.path[-1] in ("catalogue", "quality_report")]
+                if lake:
+                    stage("lake", [(LAKE_JOB, lake, None)], len(lake), _count_assets)
+                current = plan()
+            if current.training and not report.failures:
+                stage(
+                    "training",
+                    [(TRAINING_JOB, current.training, None)],
+                    len(current.training),
+                    _count_assets,
+                )
+        except KeyboardInterrupt:
+            cancel_runs(instance, submitted)
+            raise
     return report
+
+
+def _count_assets(outcomes: dict[str, RunOutcome]) -> int:
+    return sum(len(o.materialized) for o in outcomes.values())
+
+
+def _blame_units(
+    outcome: RunOutcome,
+    batch: tuple[tuple[str, ...], str, str, int],
+    order: list[str],
+    report: RunReport,
+) -> None:
+    """Units of a failed run that did not get through: failed, unless the run named them.
+
+    A step names its failed units; a run whose process died, or whose blocking
+    check failed for its one unit, names none, and then every unit of its range
+    that did not reach the range's last asset counts as failed.
+    """
+    if outcome.status == dg.DagsterRunStatus.SUCCESS or outcome.failed_units:
+        return
+    assets, first, last, _ = batch
+    units = order[order.index(first) : order.index(last) + 1]
+    done = {p for asset, p in outcome.materialized if asset == assets[-1]}
+    report.failed_units.update(u for u in units if u not in done)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.2) -> bool:
+    """Poll `predicate` until it holds or `timeout_s` passes; return whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(poll_s)
+    return predicate()

@@ -9,26 +9,29 @@ sample count implies (12.5 per second, per 30 s window, padding rule included).
 
 import dagster as dg
 
-from assets.checks import check_result
-from assets.partitions import units_partitions
+from assets.executors import gpu_step_tags
 from assets.pools import GPU_POOL
 from assets.resources import VoxlakeProject
-from assets.units import unit_run
+from assets.units import UnitResult, UnitRun, materialize_units, summed, unit_asset_policies
 from pipelines.steps.tokens import check_code_rate, tokenize_unit
+from schemas.hashing import file_sha256
+from schemas.project import ExecutionSettings
 
 TOKENS_GROUP = "tokens"
 TOKENS_CODE_VERSION = "1"
 
 
-def build_tokens_asset(tokenizer_sha256: str | None) -> dg.AssetsDefinition:
+def build_tokens_asset(
+    tokenizer_sha256: str | None, settings: ExecutionSettings
+) -> dg.AssetsDefinition:
     """The `tokens` asset, versioned by the checkpoint in force when definitions load."""
 
     @dg.asset(
         key="tokens",
         group_name=TOKENS_GROUP,
-        partitions_def=units_partitions,
         deps=["quality"],
         pool=GPU_POOL,
+        op_tags=gpu_step_tags(settings),
         code_version=f"{TOKENS_CODE_VERSION}-tokenizer-{(tokenizer_sha256 or 'missing')[:16]}",
         description="GLM-4-Voice speech codes (12.5 Hz, 16384-way) of every accepted "
         "utterance. Writes lake/tokens/<source>/<unit>.parquet.",
@@ -41,30 +44,45 @@ def build_tokens_asset(tokenizer_sha256: str | None) -> dg.AssetsDefinition:
             ),
         ],
         kinds={"parquet", "pytorch"},
+        **unit_asset_policies(settings),
     )
-    def tokens(
-        context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
-    ) -> dg.MaterializeResult:
-        run = unit_run(context, voxlake_project)
-        summary = tokenize_unit(
-            run.project, run.source, run.unit, on_progress=run.progress("utterances tokenized")
-        )
-        if summary.tokenizer_is_demo:
+    def tokens(context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject):
+        demo_units: list[str] = []
+
+        def work(run: UnitRun) -> UnitResult:
+            result = _tokens_unit(run)
+            if result.metadata["tokenizer_is_demo"]:
+                demo_units.append(run.unit)
+            return result
+
+        yield from materialize_units(context, voxlake_project, work, batch_metadata=summed("codes"))
+        if demo_units:
+            # Once per run, not per unit: the whole run used the same checkpoint.
             context.log.warning(
-                f"{run.unit}: codes from the random-weight DEMO tokenizer: they carry no meaning"
+                f"{len(demo_units)} units tokenized with the random-weight DEMO tokenizer: "
+                "their codes carry no meaning"
             )
-        frame = summary.frame
-        return dg.MaterializeResult(
-            metadata={
-                "utterances": frame.height,
-                "audio_hours": round(summary.audio_s / 3600, 4),
-                "codes": int(frame["n_codes"].sum()) if frame.height else 0,
-                "tokenizer_sha256": summary.tokenizer_sha256,
-                "tokenizer_is_demo": summary.tokenizer_is_demo,
-                "path": dg.MetadataValue.path(str(summary.path)),
-            },
-            data_version=dg.DataVersion(summary.sha256[:16]),
-            check_results=[check_result("code_rate", check_code_rate(summary))],
-        )
 
     return tokens
+
+
+def _tokens_unit(run: UnitRun) -> UnitResult:
+    quality_sha256 = file_sha256(run.project.lake.quality(run.source.name, run.unit))
+    summary = tokenize_unit(
+        run.project, run.source, run.unit, on_progress=run.progress("utterances tokenized")
+    )
+    frame = summary.frame
+    return UnitResult(
+        sha256=summary.sha256,
+        inputs={"quality": quality_sha256},
+        metadata={
+            "utterances": frame.height,
+            "audio_hours": round(summary.audio_s / 3600, 4),
+            "codes": int(frame["n_codes"].sum()) if frame.height else 0,
+            "tokenizer_sha256": summary.tokenizer_sha256,
+            "tokenizer_is_demo": summary.tokenizer_is_demo,
+            "path": dg.MetadataValue.path(str(summary.path)),
+        },
+        checks={"code_rate": check_code_rate(summary)},
+        summary=f"{frame.height} utterances",
+    )

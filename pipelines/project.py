@@ -23,6 +23,7 @@ from schemas import ProjectConfig, SourceConfig
 from schemas.tokens import DEMO_TOKENIZER_DIR
 
 PROJECT_FILE = "voxlake.yaml"
+DAGSTER_HOME_ENV = "VOXLAKE_DAGSTER_HOME"
 DAGSTER_HOME_DIR = ".dagster"
 # The instance configuration every project's Dagster home starts from.
 INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -67,8 +68,13 @@ class Project:
 
     @property
     def dagster_home(self) -> Path:
-        """The project's Dagster home (SQLite storage, `dagster.yaml`)."""
-        return self.directory / DAGSTER_HOME_DIR
+        """The project's Dagster home (`dagster.yaml`, SQLite storage by default).
+
+        `<project>/.dagster`, or `$VOXLAKE_DAGSTER_HOME` when set (a deployment's
+        shared instance, see `deploy/`).
+        """
+        override = os.environ.get(DAGSTER_HOME_ENV)
+        return Path(override).resolve() if override else self.directory / DAGSTER_HOME_DIR
 
     def save(self) -> None:
         """Write the configuration back to `voxlake.yaml`."""

@@ -48,6 +48,55 @@ class UnitLimits(BaseModel):
     )
 
 
+class Executor(enum.StrEnum):
+    """Where the steps of a Dagster run execute (see `deploy/` for the profiles)."""
+
+    in_process = "in_process"
+    multiprocess = "multiprocess"
+    celery = "celery"
+    k8s = "k8s"
+
+
+class ExecutionSettings(BaseModel):
+    """How `voxlake run` (and UI backfills) cut the work into Dagster runs and run their steps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    units_per_run: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="work units one Dagster run carries at most (the unit assets' backfill "
+        "policy); per-run start-up is paid once per this many units",
+    )
+    executor: Executor = Field(
+        Executor.in_process,
+        description="the executor of every job: `in_process` runs a run's steps in its run "
+        "worker (least overhead on one machine); `multiprocess`, `celery` or `k8s` spread them",
+    )
+    step_retries: int = Field(
+        2, ge=0, le=10, description="retries of a failed step before its unit counts as failed"
+    )
+    celery_broker: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery broker URL (executor `celery`)"
+    )
+    celery_backend: str = Field(
+        "redis://127.0.0.1:6379/1", description="Celery result backend URL (executor `celery`)"
+    )
+    k8s_namespace: str = Field("voxlake", description="namespace of step pods (executor `k8s`)")
+    k8s_image: str | None = Field(
+        None, description="container image of step pods (executor `k8s`; default: the run's)"
+    )
+    k8s_lake_claim: str = Field(
+        "voxlake-lake",
+        description="PersistentVolumeClaim holding the project and its lake, mounted in every "
+        "step pod at /project (executor `k8s`)",
+    )
+    k8s_gpu_requests: bool = Field(
+        True, description="steps of the `gpu` pool request one nvidia.com/gpu (executor `k8s`)"
+    )
+
+
 class SourceConfig(BaseModel):
     """One corpus: where it is, what format it has, and format-specific options."""
 
@@ -106,6 +155,10 @@ class ProjectConfig(BaseModel):
     )
     training: TrainingConfig = Field(
         default_factory=TrainingConfig, description="what the training stages train on"
+    )
+    execution: ExecutionSettings = Field(
+        default_factory=ExecutionSettings,
+        description="how runs are cut and where their steps execute",
     )
 
     @field_validator("version")

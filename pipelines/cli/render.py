@@ -88,22 +88,29 @@ def status(message: str) -> Status:
 
 
 @contextmanager
-def unit_progress() -> Iterator[Callable[[str, int, int], None]]:
-    """A progress bar over work units; yields the `on_unit(unit, index, total)` callback."""
+def stage_progress() -> Iterator[Callable[[str, int, int, int, int], None]]:
+    """One progress bar per stage of a run; yields `on_progress(stage, done, total, runs_done,
+    runs_total)`: units (or assets) done of all, and the stage's Dagster runs finished."""
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[runs]}"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task("inventory", total=None)
+        tasks: dict[str, Any] = {}
 
-        def on_unit(unit: str, index: int, total: int) -> None:
-            progress.update(task, description=f"units {unit}", completed=index, total=total)
+        def on_progress(stage: str, done: int, total: int, runs_done: int, runs_total: int) -> None:
+            if stage not in tasks:
+                for other in tasks.values():  # an earlier stage is over
+                    progress.stop_task(other)
+                tasks[stage] = progress.add_task(stage, total=total, runs="")
+            runs = f"runs {runs_done}/{runs_total}" if runs_total > 1 else ""
+            progress.update(tasks[stage], completed=min(done, total), total=total, runs=runs)
 
-        yield on_unit
+        yield on_progress
 
 
 # ---------------------------------------------------------------------------

@@ -31,3 +31,38 @@ class CheckOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     severity: Severity = "error"
+
+
+def combine_outcomes(outcomes: dict[str, CheckOutcome]) -> CheckOutcome:
+    """One check over several work units, from each unit's own outcome.
+
+    A run carries many units, and Dagster records one result per check and step:
+    it passes when every unit passed; a failing unit's severity decides its
+    severity (`error` if any failing unit's is); `failed_units` names them, and
+    `units` holds each unit's own figures. With one unit it is that unit's outcome.
+
+    >>> ok = CheckOutcome(passed=True, metadata={"rows": 3})
+    >>> bad = CheckOutcome(passed=False, metadata={"rows": 2}, description="1 row lost")
+    >>> combined = combine_outcomes({"a.x.00000": ok, "a.x.00001": bad})
+    >>> combined.passed, combined.severity, combined.metadata["failed_units"]
+    (False, 'error', ['a.x.00001'])
+    >>> combined.description
+    'a.x.00001: 1 row lost'
+    """
+    if len(outcomes) == 1:
+        return next(iter(outcomes.values()))
+    failed = {unit: o for unit, o in sorted(outcomes.items()) if not o.passed}
+    severity: Severity = (
+        "error" if any(o.severity == "error" for o in failed.values()) or not failed else "warn"
+    )
+    description = "; ".join(f"{unit}: {o.description or 'failed'}" for unit, o in failed.items())
+    return CheckOutcome(
+        passed=not failed,
+        metadata={
+            "n_units": len(outcomes),
+            "failed_units": list(failed),
+            "units": {unit: o.metadata for unit, o in sorted(outcomes.items())},
+        },
+        description=description or None,
+        severity=severity,
+    )

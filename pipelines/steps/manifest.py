@@ -33,6 +33,7 @@ from schemas import (
     InventoryItem,
     ManifestRecord,
     SourceConfig,
+    UnitPlan,
 )
 
 # A segment may end this far past the recording's end before it counts as out of range
@@ -44,8 +45,8 @@ class UnitNotPlannedError(LookupError):
     """The unit is not in its source's inventory; the message says what to re-run."""
 
 
-def planned_inputs(lake: Lake, source: str, unit: str) -> int:
-    """How many input utterances the inventory of `source` planned for `unit`.
+def planned_unit(lake: Lake, source: str, unit: str) -> UnitPlan:
+    """The inventory's plan of `unit` (inputs, declared duration, items hash).
 
     Raises UnitNotPlannedError when the unit is not in the inventory.
     """
@@ -55,7 +56,15 @@ def planned_inputs(lake: Lake, source: str, unit: str) -> int:
             f"unit {unit!r} is not in the inventory of {source!r}; "
             "re-materialize inventory/" + source
         )
-    return plans[unit].n_inputs
+    return plans[unit]
+
+
+def planned_inputs(lake: Lake, source: str, unit: str) -> int:
+    """How many input utterances the inventory of `source` planned for `unit`.
+
+    Raises UnitNotPlannedError when the unit is not in the inventory.
+    """
+    return planned_unit(lake, source, unit).n_inputs
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pipelines.audio.rows import prepare_accepted_rows
 from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.lake.views import accepted_rows
 from pipelines.project import Project
+from pipelines.runtime import limit_torch_threads
 from pipelines.steps.checks import CheckOutcome
 from pipelines.tokenizer import project_tokenizer
 from schemas import TOKENS_ARROW_SCHEMA, SourceConfig, TokensRecord
@@ -58,6 +59,9 @@ def tokenize_unit(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> TokensSummary:
     """Tokenize the unit's accepted utterances and write their codes."""
+    # As many torch threads as this step's share of the cores (`$VOXLAKE_TORCH_THREADS`):
+    # concurrent runs on one machine must not each spin up a thread per core.
+    limit_torch_threads()
     tokenizer = project_tokenizer(project.directory, project.config.tokenizer)
     rows = accepted_rows(project.lake, source.name, unit).to_dicts()
     records: list[dict] = []

@@ -15,7 +15,7 @@ import pytest
 import assets.code_references as code_references
 from assets.code_references import CODE_REFERENCES_KEY, step_module
 from assets.definitions import build_definitions
-from assets.pools import POOL_LIMITS
+from assets.pools import GPU_POOL, pool_limits
 from pipelines.demo.project import demo_config
 from pipelines.project import init_project
 
@@ -67,7 +67,19 @@ def test_every_asset_links_to_its_step_module_and_its_declaration(graph) -> None
 
 def test_pools_named_by_assets_have_their_limit_in_one_place(graph) -> None:  # type: ignore[no-untyped-def]
     pools = {pool for key in _keys(graph) for pool in graph.get(key).pools or ()}
-    assert pools == set(POOL_LIMITS)
+    assert pools == set(pool_limits())
+
+
+def test_gpu_pool_is_the_devices_or_else_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU-only machine tokenization is bounded by the cores, not serialised to one."""
+    import os
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert pool_limits()[GPU_POOL] == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    assert pool_limits()[GPU_POOL] == 3
+    monkeypatch.setenv("VOXLAKE_GPU_SLOTS", "8")
+    assert pool_limits()[GPU_POOL] == 8
 
 
 def test_code_references_doctests() -> None:
@@ -84,7 +96,7 @@ def test_loading_the_definitions_loads_no_torch(tmp_path: Path) -> None:
         "import sys\nfrom pathlib import Path\n"
         "from assets.definitions import build_definitions\n"
         f"build_definitions(Path({str(folder)!r}))\n"
-        "heavy = ('torch', 'transformers', 'deepspeed', 'trainer')\n"
+        "heavy = ('torch', 'torchaudio', 'transformers', 'deepspeed', 'trainer')\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run(

@@ -160,24 +160,3 @@ def test_one_release_is_created_and_registered_on_its_own(project: Project) -> N
     assert rows[1]["where_sql"] == "source = 'librispeech'"
     with pytest.raises(ReleaseError, match="immutable"):
         create_and_register(project, ReleaseSpec(name="r2"))
-
-
-def test_units_in_parallel_give_a_consistent_catalogue(tmp_path: Path, corpora: Path) -> None:
-    config = demo_config(tmp_path / "par", corpora).model_dump(mode="json")
-    config["sources"] = [s for s in config["sources"] if s["name"] == "custom_hf"]
-    config["quality"]["sources"] = {}
-    config["releases"] = []
-    project = init_project(tmp_path / "par", ProjectConfig.model_validate(config))
-    report = run_assets(project, parallel=2)
-    assert report.success, report.failures
-    assert len(report.units) >= 2  # at least two unit runs went at once
-    rebuilt = tmp_path / "rebuilt.duckdb"
-    rebuild_catalogue(project, path=rebuilt)
-    incremental = open_catalogue_readonly(project.catalogue_path)
-    with incremental as a, open_catalogue_readonly(rebuilt) as b:
-        for table in ("utterances", "shards", "units"):
-            assert _table(a, table).equals(_table(b, table)), table
-        (n,) = a.sql(
-            "SELECT count(DISTINCT unit) FROM utterances WHERE shard IS NOT NULL"
-        ).fetchall()
-    assert n[0] == len(report.units)

@@ -1,0 +1,244 @@
+"""The Dagster processes a `voxlake run` needs: a code server, and a daemon when none runs.
+
+The code server (`dagster api grpc -m assets.definitions`) is the code location
+`voxlake`: runs are created from it, so they carry its origin, and the default
+run launcher asks it to start each run worker. The daemon (`dagster-daemon run`)
+takes runs off the instance's queue as `max_concurrent_runs` allows, monitors
+them, and evaluates the catalogue's automation condition. Both read the same
+`workspace.yaml` in the Dagster home. When a daemon already serves the instance
+(`voxlake ui`, or a deployment's own), voxlake starts none and only submits.
+
+Everything started here is stopped when the context exits, and dies with the
+voxlake process if that is killed (Linux parent-death signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import yaml
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import GrpcServerTarget
+from dagster._grpc.client import DagsterGrpcClient
+
+from assets.instance import daemon_running, torch_threads_per_run
+from pipelines.project import Project
+from pipelines.runtime import TORCH_THREADS_ENV
+
+LOCATION_NAME = "voxlake"
+"""The code location's name: the same in `voxlake run`, `voxlake ui` and every deployment."""
+
+DEFINITIONS_MODULE = "assets.definitions"
+LOOPBACK = "127.0.0.1"
+SERVER_START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+
+
+class ServiceError(RuntimeError):
+    """A Dagster process voxlake started did not come up; the message holds its log's tail."""
+
+
+@dataclass
+class Services:
+    """The started processes, the workspace they serve, and where their logs go."""
+
+    workspace_file: Path
+    log_dir: Path
+    context: WorkspaceProcessContext
+    started_daemon: bool
+
+
+def service_env(project: Project, instance: dg.DagsterInstance) -> dict[str, str]:
+    """Environment of every process voxlake starts (and of the run workers they start)."""
+    threads = str(torch_threads_per_run(instance))
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(project.dagster_home),
+        "VOXLAKE_PROJECT": str(project.directory),
+        TORCH_THREADS_ENV: os.environ.get(TORCH_THREADS_ENV, threads),
+        # Libraries that size their own thread pools at import read these.
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads),
+        "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", threads),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def write_workspace(path: Path, port: int) -> Path:
+    """A `workspace.yaml` naming the code server on `port` as location `voxlake`."""
+    workspace = {
+        "load_from": [
+            {"grpc_server": {"host": LOOPBACK, "port": port, "location_name": LOCATION_NAME}}
+        ]
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(workspace, sort_keys=False))
+    return path
+
+
+def write_ui_workspace(project: Project) -> Path:
+    """The `workspace.yaml` of `voxlake ui`: `dagster dev` manages its own code server,
+    under the location name `voxlake run` submits to, so both share one queue."""
+    path = project.dagster_home / "workspace.yaml"
+    workspace = {
+        "load_from": [
+            {
+                "python_module": {
+                    "module_name": DEFINITIONS_MODULE,
+                    "location_name": LOCATION_NAME,
+                    "working_directory": str(project.directory),
+                }
+            }
+        ]
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(workspace, sort_keys=False))
+    return path
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the voxlake process dies (Linux)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _start(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _tail(log: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def wait_for_code_server(process: subprocess.Popen, port: int, log: Path) -> None:
+    """Block until the code server answers a ping; ServiceError if it exits or times out."""
+    client = DagsterGrpcClient(port=port, host=LOOPBACK)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise ServiceError(
+                f"the Dagster code server exited with status {process.returncode} while loading "
+                f"{DEFINITIONS_MODULE}; its log ({log}) ends with:\n{_tail(log)}"
+            )
+        with contextlib.suppress(Exception):
+            client.ping("voxlake")
+            return
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"the Dagster code server did not answer within {SERVER_START_TIMEOUT_S:.0f} s; "
+                f"its log ({log}) ends with:\n{_tail(log)}"
+            )
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def dagster_services(project: Project, instance: dg.DagsterInstance) -> Iterator[Services]:
+    """Start the code server (and a daemon unless one runs); yield; stop what was started."""
+    home = project.dagster_home
+    log_dir = home / "logs" / time.strftime("%Y%m%dT%H%M%S")
+    env = service_env(project, instance)
+    port = free_port()
+    workspace_file = write_workspace(home / "voxlake-workspace" / f"{port}.yaml", port)
+    code_log = log_dir / "code-server.log"
+    processes: list[subprocess.Popen] = []
+    context: WorkspaceProcessContext | None = None
+    started_daemon = False
+    try:
+        code_server = _start(
+            [
+                sys.executable, "-m", "dagster", "api", "grpc",
+                "--module-name", DEFINITIONS_MODULE,
+                "--host", LOOPBACK, "--port", str(port),
+                "--location-name", LOCATION_NAME,
+                "--log-level", "warning",
+            ],
+            env, project.directory, code_log,
+        )  # fmt: skip
+        processes.append(code_server)
+        wait_for_code_server(code_server, port, code_log)
+        # Started once the code server answers: a daemon that loads an unreachable
+        # location only retries on its workspace refresh, a minute later.
+        started_daemon = not daemon_running(instance)
+        if started_daemon:
+            processes.append(
+                _start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "dagster._daemon",
+                        "run",
+                        "--workspace",
+                        str(workspace_file),
+                        "--log-level",
+                        "warning",
+                    ],
+                    env,
+                    project.directory,
+                    log_dir / "daemon.log",
+                )
+            )
+        context = WorkspaceProcessContext(
+            instance,
+            GrpcServerTarget(host=LOOPBACK, port=port, socket=None, location_name=LOCATION_NAME),
+        )
+        yield Services(
+            workspace_file=workspace_file,
+            log_dir=log_dir,
+            context=context,
+            started_daemon=started_daemon,
+        )
+    finally:
+        if context is not None:
+            with contextlib.suppress(Exception):
+                context.__exit__(None, None, None)
+        for process in reversed(processes):
+            _stop(process)
+        if started_daemon:
+            # A stopped daemon's last heartbeat stays fresh for a minute: the next
+            # `voxlake run` would take it for a running daemon and wait on the queue.
+            with contextlib.suppress(Exception):
+                instance.wipe_daemon_heartbeats()
+        workspace_file.unlink(missing_ok=True)
