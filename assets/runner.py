@@ -42,6 +42,9 @@ RunSpec = tuple[str, list[dg.AssetKey], tuple[str, str] | None]
 """A run to submit: job name, assets, and the range of units (None when unpartitioned)."""
 Outcomes = dict[str, RunOutcome]
 
+DAEMON_CHECK_S = 15.0
+"""While runs wait in the queue, how often to check that a daemon still serves it."""
+
 MAX_UNIT_ROUNDS = 4
 """Unit stages per `voxlake run`: a round re-runs what a partly failed run left undone."""
 
@@ -225,7 +228,7 @@ def _run_assets(
     tags = {VOXLAKE_TAG: report.invocation}
     with dagster_services(project, instance) as services:
         report.log_dir = str(services.log_dir)
-        report.started_daemon = services.started_daemon
+
         submitted: list[str] = []
 
         def stage(
@@ -238,7 +241,14 @@ def _run_assets(
             submitted.extend(run_ids)
             report.run_ids.extend(run_ids)
 
+            last_check = [time.monotonic()]
+
             def show(outcomes: dict[str, RunOutcome]) -> None:
+                queued = any(o.status == dg.DagsterRunStatus.QUEUED for o in outcomes.values())
+                if queued and time.monotonic() - last_check[0] > DAEMON_CHECK_S:
+                    # The daemon we relied on (the UI's) may have stopped meanwhile.
+                    last_check[0] = time.monotonic()
+                    services.ensure_daemon()
                 if on_progress is not None:
                     on_progress(
                         Progress(
@@ -313,6 +323,8 @@ def _run_assets(
         except KeyboardInterrupt:
             cancel_runs(instance, submitted)
             raise
+        finally:
+            report.started_daemon = services.started_daemon
     return report
 
 

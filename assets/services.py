@@ -15,9 +15,7 @@ voxlake process if that is killed (Linux parent-death signal).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -56,7 +54,28 @@ class Services:
     workspace_file: Path
     log_dir: Path
     context: WorkspaceProcessContext
-    started_daemon: bool
+    instance: dg.DagsterInstance
+    env: dict[str, str]
+    cwd: Path
+    processes: list[subprocess.Popen]
+    started_daemon: bool = False
+
+    def ensure_daemon(self) -> bool:
+        """Start a daemon if none serves the instance (none yet, or the one seen has gone).
+
+        Returns True when this call started one. `voxlake run` calls it while runs
+        wait in the queue, so runs never wait on a daemon that stopped meanwhile.
+        """
+        if daemon_running(self.instance):
+            return False
+        command = [
+            sys.executable, "-m", "dagster._daemon", "run",
+            "--workspace", str(self.workspace_file),
+            "--log-level", "warning",
+        ]  # fmt: skip
+        self.processes.append(_start(command, self.env, self.cwd, self.log_dir / "daemon.log"))
+        self.started_daemon = True
+        return True
 
 
 def service_env(project: Project, instance: dg.DagsterInstance) -> dict[str, str]:
@@ -113,16 +132,24 @@ def write_ui_workspace(project: Project) -> Path:
     return path
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM when the voxlake process dies (Linux)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+# Run before the real command, in the child: ask Linux for SIGTERM when the voxlake
+# process dies, then exec the command (the request survives exec). Done in the child's
+# own Python rather than with `preexec_fn`, which is unsafe once the parent has threads
+# (gRPC's), and crashes there.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "try:\n"
+    "    ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM)\n"
+    "except Exception:\n"
+    "    pass\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
 
 
 def _start(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
+    if sys.platform == "linux":
+        command = [sys.executable, "-c", _DIE_WITH_PARENT, *command]
     with log.open("ab") as handle:
         return subprocess.Popen(
             command,
@@ -131,7 +158,6 @@ def _start(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> sub
             stdout=handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
 
@@ -185,7 +211,7 @@ def dagster_services(project: Project, instance: dg.DagsterInstance) -> Iterator
     code_log = log_dir / "code-server.log"
     processes: list[subprocess.Popen] = []
     context: WorkspaceProcessContext | None = None
-    started_daemon = False
+    services: Services | None = None
     try:
         code_server = _start(
             [
@@ -199,44 +225,30 @@ def dagster_services(project: Project, instance: dg.DagsterInstance) -> Iterator
         )  # fmt: skip
         processes.append(code_server)
         wait_for_code_server(code_server, port, code_log)
-        # Started once the code server answers: a daemon that loads an unreachable
-        # location only retries on its workspace refresh, a minute later.
-        started_daemon = not daemon_running(instance)
-        if started_daemon:
-            processes.append(
-                _start(
-                    [
-                        sys.executable,
-                        "-m",
-                        "dagster._daemon",
-                        "run",
-                        "--workspace",
-                        str(workspace_file),
-                        "--log-level",
-                        "warning",
-                    ],
-                    env,
-                    project.directory,
-                    log_dir / "daemon.log",
-                )
-            )
         context = WorkspaceProcessContext(
             instance,
             GrpcServerTarget(host=LOOPBACK, port=port, socket=None, location_name=LOCATION_NAME),
         )
-        yield Services(
+        services = Services(
             workspace_file=workspace_file,
             log_dir=log_dir,
             context=context,
-            started_daemon=started_daemon,
+            instance=instance,
+            env=env,
+            cwd=project.directory,
+            processes=processes,
         )
+        # Started once the code server answers: a daemon that loads an unreachable
+        # location only retries on its workspace refresh, a minute later.
+        services.ensure_daemon()
+        yield services
     finally:
         if context is not None:
             with contextlib.suppress(Exception):
                 context.__exit__(None, None, None)
         for process in reversed(processes):
             _stop(process)
-        if started_daemon:
+        if services is not None and services.started_daemon:
             # A stopped daemon's last heartbeat stays fresh for a minute: the next
             # `voxlake run` would take it for a running daemon and wait on the queue.
             with contextlib.suppress(Exception):
