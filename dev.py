@@ -13,6 +13,7 @@ and they are missing; otherwise the tests that need them skip and say why.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -25,12 +26,16 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".voxlake-installed"
 # executable -> Debian package: espeak-ng regenerates the test corpora, ffmpeg decodes
-# m4a/aac (and lets torchcodec load), chromium renders the HTML report in a browser test.
+# m4a/aac (and lets torchcodec load), chromium renders the HTML report in a browser test,
+# PostgreSQL and Redis back the cluster test (tests/assets/test_cluster.py). Debian keeps
+# PostgreSQL's server binaries off PATH: that key is a glob over its versioned folders.
 SYSTEM_PACKAGES = {
     "espeak-ng": "espeak-ng",
     "ffmpeg": "ffmpeg",
     "sox": "sox",
     "chromium": "chromium",
+    "redis-server": "redis-server",
+    "/usr/lib/postgresql/*/bin/initdb": "postgresql",
 }
 
 
@@ -75,7 +80,11 @@ def ensure_venv() -> Path:
 
 def ensure_system_packages() -> None:
     """Install missing Debian packages the tests use, when we can (root + apt-get)."""
-    missing = [pkg for exe, pkg in SYSTEM_PACKAGES.items() if shutil.which(exe) is None]
+    missing = [
+        pkg
+        for exe, pkg in SYSTEM_PACKAGES.items()
+        if not (glob.glob(exe) if "*" in exe else shutil.which(exe))
+    ]
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:

@@ -26,6 +26,7 @@ from typing import Any
 import dagster as dg
 
 from assets.checks import check_result
+from assets.lake_check import load_visible_project
 from assets.partitions import units_partitions
 from assets.resources import VoxlakeProject
 from pipelines.project import Project
@@ -88,7 +89,9 @@ def materialize_units(
     that succeeded, yields the checks over those, and raises `dg.Failure` naming
     the units that failed and why.
     """
-    project = voxlake_project.load()
+    # On a cluster the step runs wherever a worker took it: fail first, naming the host,
+    # if this machine does not see the project's lake (assets/lake_check.py).
+    project = load_visible_project(voxlake_project, context.partition_keys)
     asset = context.asset_key.to_user_string()
     units = list(context.partition_keys)
     results: dict[str, UnitResult] = {}
