@@ -230,12 +230,13 @@ def _run_assets(
         report.log_dir = str(services.log_dir)
 
         submitted: list[str] = []
+        plan_cache: dict = {}  # job snapshots and plans per asset selection, for every stage
 
         def stage(
             name: str, requests: list[RunSpec], total: int, count: Callable[[Outcomes], int]
         ) -> Outcomes:
             run_ids = [
-                submit_run(services.context, job, keys, units, tags)
+                submit_run(services.context, job, keys, units, tags, plan_cache)
                 for job, keys, units in requests
             ]
             submitted.extend(run_ids)

@@ -50,11 +50,15 @@ def submit_run(
     asset_keys: Iterable[dg.AssetKey],
     units: tuple[str, str] | None = None,
     tags: dict[str, str] | None = None,
+    plan_cache: dict | None = None,
 ) -> str:
     """Create and submit one run of `job_name` materialising `asset_keys`; return its id.
 
     `units` is the first and last unit of a range of the `units` partitions (the
-    same unit twice for one unit); None for unpartitioned assets.
+    same unit twice for one unit); None for unpartitioned assets. `plan_cache`,
+    shared between calls, keeps the job snapshot and execution plan of each asset
+    selection, as a backfill does: runs of the same assets over other units reuse
+    them instead of asking the code server again.
     """
     run_tags = dict(tags or {})
     if units is not None:
@@ -74,7 +78,7 @@ def submit_run(
             instance=context.instance,
             workspace_process_context=context,
             workspace=workspace,
-            run_request_execution_data_cache={},
+            run_request_execution_data_cache=plan_cache if plan_cache is not None else {},
             debug_crash_flags={},
             logger=_log,
         )
