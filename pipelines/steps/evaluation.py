@@ -16,14 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
-
 from pipelines.catalogue.build import update_catalogue
 from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
 from pipelines.steps.train import TrainingError, lake_relative, latest_succeeded_run, load_runs
 from pipelines.version import code_version
-from quality.report.plots import png_data_uri
 from schemas.training import EvalRecord, EvalSettings
 
 if TYPE_CHECKING:
@@ -142,6 +139,12 @@ def eval_markdown(metrics: dict[str, Any]) -> str:
         "| " + " | ".join("---" for _ in SCHEDULE_HEADERS) + " |",
         *["| " + " | ".join(row) + " |" for row in schedule_rows(metrics)],
     ]
+    # Imported here: matplotlib costs the code location (which imports this module
+    # through the asset definitions) a third of a second it needs only for this plot.
+    from matplotlib.figure import Figure
+
+    from quality.report.plots import png_data_uri
+
     figure = Figure(figsize=(8, 3), dpi=100)
     left, right = figure.subplots(1, 2)
     top1 = metrics.get("mctp_top1") or []

@@ -28,7 +28,6 @@ from pipelines.audio.prepare import PreparedAudio, Segment, prepare_many
 from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.lake.views import decided_rows
 from pipelines.project import Project
-from quality.report.html import render_report
 from quality.report.rows import Clip, normalize_rows, select_clips
 from schemas import SourceConfig
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
@@ -177,6 +176,10 @@ def write_report(project: Project, out: Path | None = None, source: str | None =
     title = f"voxlake quality report: {project.directory.name}"
     if source is not None:
         title += f", source {source}"
+    # Imported here: the report's plots load matplotlib, which the code location (every
+    # run worker imports this module through the asset definitions) need not pay for.
+    from quality.report.html import render_report
+
     html = render_report(rows, clips, title=title, generated_by=_generator())
     path = out or report_path(project, source)
     write_bytes_atomic(path, html.encode("utf-8"))

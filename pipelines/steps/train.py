@@ -27,13 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-
 from pipelines.catalogue.build import update_catalogue
 from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
 from pipelines.version import code_version
-from quality.report.plots import png_data_uri
 from schemas.hashing import bytes_sha256
 from schemas.training import (
     CHECKPOINT_INFO,
@@ -350,6 +347,12 @@ def loss_curve_markdown(run_dir: Path) -> str:
     rows = read_train_log(run_dir)
     if not rows:
         return "_no logged steps_"
+    # Imported here: matplotlib costs the code location (which imports this module
+    # through the asset definitions) a third of a second it needs only for this plot.
+    from matplotlib.figure import Figure
+
+    from quality.report.plots import png_data_uri
+
     figure = Figure(figsize=(6, 3.2), dpi=100)
     axes = figure.add_subplot()
     steps = [r["step"] for r in rows]
