@@ -90,16 +90,20 @@ def plan_units(
             if not seen_ids.add(item.native_id) and item.problem is None:
                 item.problem = RejectReason.duplicate_id
                 item.problem_message = f"id {item.native_id!r} already appeared in this source"
-        group_duration_s = sum(i.duration_s or 0.0 for i in group.items)
-        current = open_units.get(prefix)
-        if current is not None and (
-            len(current.items) + len(group.items) > limits.max_utterances
-            or current.duration_s + group_duration_s > limits.max_duration_s
-        ):
-            close(prefix)
-        current = open_units.setdefault(prefix, _OpenUnit())
-        current.items.extend(group.items)
-        current.duration_s += group_duration_s
+        # A splittable group (files or rows batched by the connector) is packed item by
+        # item, so the limits hold for it too; any other group stays whole.
+        chunks = [[i] for i in group.items] if group.splittable else [group.items]
+        for chunk in chunks:
+            chunk_duration_s = sum(i.duration_s or 0.0 for i in chunk)
+            current = open_units.get(prefix)
+            if current is not None and (
+                len(current.items) + len(chunk) > limits.max_utterances
+                or current.duration_s + chunk_duration_s > limits.max_duration_s
+            ):
+                close(prefix)
+            current = open_units.setdefault(prefix, _OpenUnit())
+            current.items.extend(chunk)
+            current.duration_s += chunk_duration_s
     for prefix in sorted(open_units):
         close(prefix)
     plans.sort(key=lambda p: p.unit)

@@ -133,7 +133,7 @@ def inventory(path: Path, options: AudioFolderOptions) -> Iterator[ItemGroup]:
             yield group
             group = None
         if group is None:
-            group = ItemGroup(prefix=prefix)
+            group = ItemGroup(prefix=prefix, splittable=True)
         group.items.append(_item(path, entry, options))
     if group is not None:
         yield group

@@ -21,10 +21,16 @@ from schemas import InventoryItem, RejectReason
 
 @dataclass
 class ItemGroup:
-    """Items that must land in the same unit; `prefix` names the unit family (e.g. a split)."""
+    """Items that must land in the same unit; `prefix` names the unit family (e.g. a split).
+
+    `splittable` says the items only travel together for the connector's convenience
+    (a batch of files or rows that share no recording), so unit planning may cut the
+    group to honour the unit limits.
+    """
 
     prefix: str
     items: list[InventoryItem] = field(default_factory=list)
+    splittable: bool = False
 
 
 Inventory = Callable[[Path, Any], Iterator[ItemGroup]]

@@ -205,11 +205,11 @@ def inventory(path: Path, options: TableOptions) -> Iterator[ItemGroup]:
     """Yield the table's rows in file order, in groups of `GROUP_SIZE` (prefix = file stem)."""
     if path.is_dir():
         raise ValueError(f"a table source's path must be the manifest file, not a folder: {path}")
-    group = ItemGroup(prefix=path.stem)
+    group = ItemGroup(prefix=path.stem, splittable=True)
     for row in _rows(path, options.path_column):
         group.items.append(_item(row, options, path.name))
         if len(group.items) >= GROUP_SIZE:
             yield group
-            group = ItemGroup(prefix=path.stem)
+            group = ItemGroup(prefix=path.stem, splittable=True)
     if group.items:
         yield group

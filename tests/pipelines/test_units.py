@@ -33,6 +33,40 @@ def test_groups_are_packed_up_to_the_limit_and_never_split(tmp_path: Path) -> No
     assert read_units_index(lake, "libri") == plans
 
 
+def test_a_splittable_group_is_cut_to_the_limits(tmp_path: Path) -> None:
+    """Files batched by a connector (audio_folder, table) share no recording: the unit
+    limits hold for them, by count and by duration."""
+    group = _group("spk", ["a1", "a2", "a3", "a4", "a5"])
+    group.splittable = True
+    plans = plan_units("f", [group], UnitLimits(max_utterances=2), Lake(tmp_path / "n"))
+    assert [p.n_inputs for p in plans] == [2, 2, 1]
+    group = _group("spk", ["a1", "a2", "a3", "a4", "a5"], duration_s=10.0)
+    group.splittable = True
+    plans = plan_units("f", [group], UnitLimits(max_duration_s=25.0), Lake(tmp_path / "d"))
+    assert [p.n_inputs for p in plans] == [2, 2, 1]
+    assert all(p.declared_duration_s <= 25.0 for p in plans)
+
+
+def test_an_audio_folder_honours_max_utterances(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from pipelines.sources.base import connector
+    from schemas.sources import OPTIONS_BY_KIND
+
+    folder = tmp_path / "corpus" / "spk"
+    folder.mkdir(parents=True)
+    for index in range(3):
+        sf.write(folder / f"u{index}.wav", np.zeros(1600, dtype=np.int16), 16000)
+    groups = connector("audio_folder")(tmp_path / "corpus", OPTIONS_BY_KIND["audio_folder"]())
+    plans = plan_units("f", groups, UnitLimits(max_utterances=1), Lake(tmp_path / "lake"))
+    assert [(p.unit, p.n_inputs) for p in plans] == [
+        ("f.spk.00000", 1),
+        ("f.spk.00001", 1),
+        ("f.spk.00002", 1),
+    ]
+
+
 def test_duration_limit_closes_units(tmp_path: Path) -> None:
     groups = [_group("x", [f"r{i}"], duration_s=3000.0) for i in range(4)]
     plans = plan_units("w", groups, UnitLimits(max_duration_s=7000.0), Lake(tmp_path))
