@@ -14,9 +14,7 @@ unit that failed is left out (and reported) while the others go on.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +34,7 @@ from assets.plan import Plan, plan_work
 from assets.services import dagster_services
 from assets.submit import VOXLAKE_TAG, RunOutcome, cancel_runs, follow_runs, submit_run
 from assets.training import TRAINING_GROUP
+from pipelines.locks import LockHeldError, process_lock
 from pipelines.project import Project
 
 RunSpec = tuple[str, list[dg.AssetKey], tuple[str, str] | None]
@@ -92,28 +91,14 @@ def run_lock(project: Project) -> Iterator[None]:
     Two `voxlake run` on one project would plan the same work and both do it; the
     second refuses at once, naming the first. The lock dies with its process.
     """
-    path = project.dagster_home / "voxlake-run.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise RunLockedError(
-                f"another `voxlake run` (process {holder}) is working on {project.directory}; "
-                "wait for it to finish (its runs are in `voxlake ui`)"
-            ) from None
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+    try:
+        with process_lock(project.dagster_home / "voxlake-run.lock"):
             yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except LockHeldError as error:
+        raise RunLockedError(
+            f"another `voxlake run` (process {error.holder}) is working on {project.directory}; "
+            "wait for it to finish (its runs are in `voxlake ui`)"
+        ) from None
 
 
 class SelectionError(ValueError):
@@ -351,13 +336,3 @@ def _blame_units(
     units = order[order.index(first) : order.index(last) + 1]
     done = {p for asset, p in outcome.materialized if asset == assets[-1]}
     report.failed_units.update(u for u in units if u not in done)
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.2) -> bool:
-    """Poll `predicate` until it holds or `timeout_s` passes; return whether it held."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return predicate()

@@ -9,8 +9,6 @@ that outlasts the wait is a `CatalogueLockedError` that says who holds what.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.catalogue.errors import CatalogueLockedError
+from pipelines.locks import LockHeldError, process_lock
 
 DEFAULT_LOCK_WAIT_S = 10.0
 """How long a writer or reader waits for a conflicting lock before giving up (seconds)."""
@@ -39,31 +38,15 @@ def writer_lock(path: Path, wait_s: float) -> Iterator[None]:
     naming the process that holds the lock.
     """
     lock_path = _lock_path(path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a+") as handle:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "unknown"
-                    raise CatalogueLockedError(
-                        f"a catalogue writer is already running (process {holder} holds "
-                        f"{lock_path}); only one process may write {path.name} at a time: "
-                        "wait for it to finish"
-                    ) from None
-                time.sleep(0.1)
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
+    try:
+        with process_lock(lock_path, wait_s):
             yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except LockHeldError as error:
+        raise CatalogueLockedError(
+            f"a catalogue writer is already running (process {error.holder} holds "
+            f"{lock_path}); only one process may write {path.name} at a time: "
+            "wait for it to finish"
+        ) from None
 
 
 def connect_catalogue(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
