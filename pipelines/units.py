@@ -1,12 +1,15 @@
 """Work-unit planning: pack a source's inventory into bounded, stable units.
 
-Connectors yield `ItemGroup`s: bundles that must stay together (a LibriSpeech
-chapter, a WenetSpeech recording that will be decoded once, an Emilia tar).
+Connectors yield `ItemGroup`s: bundles that must stay together (a WenetSpeech
+recording that will be decoded once, an Emilia tar, a Hugging Face data file),
+or batches of independent files that may be cut (`splittable`).
 `plan_units` packs consecutive groups into units of at most
 `max_utterances` / `max_duration_s` (a single oversized group becomes a unit
 of its own), writes each unit's items as JSONL the moment the unit closes, and
-returns the plans. Only one unit is held in memory, so a million-segment
-WenetSpeech inventory runs in bounded memory.
+returns the plans. Durations are the declared ones, else those the connector
+read from the audio headers (`ItemGroup.header_durations_s`). Only one unit is
+held in memory, so a million-segment WenetSpeech inventory runs in bounded
+memory.
 
 Unit keys are `<source>.<group prefix>.<NNNNN>`, numbered per prefix in the
 connector's deterministic order: the same corpus gives the same keys.
@@ -92,9 +95,12 @@ def plan_units(
                 item.problem_message = f"id {item.native_id!r} already appeared in this source"
         # A splittable group (files or rows batched by the connector) is packed item by
         # item, so the limits hold for it too; any other group stays whole.
-        chunks = [[i] for i in group.items] if group.splittable else [group.items]
-        for chunk in chunks:
-            chunk_duration_s = sum(i.duration_s or 0.0 for i in chunk)
+        durations_s = group.planning_durations_s()
+        if group.splittable:
+            chunks = [([i], d) for i, d in zip(group.items, durations_s, strict=True)]
+        else:
+            chunks = [(group.items, sum(durations_s))]
+        for chunk, chunk_duration_s in chunks:
             current = open_units.get(prefix)
             if current is not None and (
                 len(current.items) + len(chunk) > limits.max_utterances

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pipelines.audio.ref import AudioRefError, resolve_under
-from pipelines.sources.base import ItemGroup, read_text_file, rejected_item
+from pipelines.sources.base import (
+    ItemGroup,
+    read_header_durations,
+    read_text_file,
+    rejected_item,
+)
 from schemas import InventoryItem, RejectReason
 from schemas.sources import AudioFolderOptions
 
@@ -124,16 +129,18 @@ def inventory(path: Path, options: AudioFolderOptions) -> Iterator[ItemGroup]:
 
     Files directly in `path` get the prefix `root`. Large folders are split into
     several groups of the same prefix so a million-file folder is never held whole.
+    FLAC and WAV headers give the durations unit planning packs by (other formats
+    count 0 s).
     """
     group: ItemGroup | None = None
     for entry in _walk(path, options):
         named = PurePosixPath(entry.audio or entry.transcript or entry.stem)
         prefix = named.parts[0] if len(named.parts) > 1 else ROOT_PREFIX
         if group is not None and (group.prefix != prefix or len(group.items) >= GROUP_SIZE):
-            yield group
+            yield read_header_durations(group, path)
             group = None
         if group is None:
             group = ItemGroup(prefix=prefix, splittable=True)
         group.items.append(_item(path, entry, options))
     if group is not None:
-        yield group
+        yield read_header_durations(group, path)

@@ -5,8 +5,14 @@
 Each chapter folder has one `<spk>-<chap>.trans.txt` (`<id> <TEXT>` per line)
 and one `<id>.flac` per utterance. Transcript lines and FLAC files are matched
 by id; whatever is left unmatched is still an item, so it is counted and
-rejected (`missing_audio`, `missing_transcript`). Audio is never opened here:
-durations and sample rates come from the header probe of the manifest step.
+rejected (`missing_audio`, `missing_transcript`). The corpus states no
+durations, so each FLAC's STREAMINFO (its first 42 bytes) is read for unit
+planning; audio is never decoded here, and the manifest step's header probe
+still checks every file.
+
+A chapter's utterances are separate files that share no recording, so a
+chapter group is splittable: units honour `max_utterances` and
+`max_duration_s` down to the single utterance.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.sources.base import ItemGroup, rejected_item
+from pipelines.sources.base import ItemGroup, read_header_durations, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import LibriSpeechOptions
 
@@ -161,7 +167,8 @@ def _chapter_items(
 
 
 def inventory(path: Path, options: LibriSpeechOptions) -> Iterator[ItemGroup]:
-    """Yield one `ItemGroup` per chapter, split by split, in sorted order (prefix = split)."""
+    """Yield one splittable `ItemGroup` per chapter, split by split, in sorted order
+    (prefix = split), with the durations its FLAC headers state."""
     speakers = read_pipe_table(path / "SPEAKERS.TXT", SPEAKER_COLUMNS)
     chapters = read_pipe_table(path / "CHAPTERS.TXT", CHAPTER_COLUMNS)
     for split in _split_names(path, options):
@@ -181,4 +188,5 @@ def inventory(path: Path, options: LibriSpeechOptions) -> Iterator[ItemGroup]:
                 }
                 items = _chapter_items(split, chapter_dir, base_fields)
                 if items:
-                    yield ItemGroup(prefix=split, items=items)
+                    group = ItemGroup(prefix=split, items=items, splittable=True)
+                    yield read_header_durations(group, path)

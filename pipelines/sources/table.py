@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.sources.base import ItemGroup, rejected_item
+from pipelines.sources.base import ItemGroup, read_header_durations, rejected_item, source_root
 from schemas import InventoryItem, RejectReason
 from schemas.sources import TableOptions
 
@@ -202,14 +202,19 @@ def _item(row: _Row, options: TableOptions, source_name: str) -> InventoryItem:
 
 
 def inventory(path: Path, options: TableOptions) -> Iterator[ItemGroup]:
-    """Yield the table's rows in file order, in groups of `GROUP_SIZE` (prefix = file stem)."""
+    """Yield the table's rows in file order, in groups of `GROUP_SIZE` (prefix = file stem).
+
+    A row without an end time is planned with the duration its FLAC or WAV header
+    states (from its start, if any); other formats count 0 s.
+    """
     if path.is_dir():
         raise ValueError(f"a table source's path must be the manifest file, not a folder: {path}")
+    root = source_root(path)
     group = ItemGroup(prefix=path.stem, splittable=True)
     for row in _rows(path, options.path_column):
         group.items.append(_item(row, options, path.name))
         if len(group.items) >= GROUP_SIZE:
-            yield group
+            yield read_header_durations(group, root)
             group = ItemGroup(prefix=path.stem, splittable=True)
     if group.items:
-        yield group
+        yield read_header_durations(group, root)

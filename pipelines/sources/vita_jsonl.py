@@ -25,16 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.sources.base import ItemGroup, read_text_lines, rejected_item
+from pipelines.sources.base import (
+    ItemGroup,
+    read_header_durations,
+    read_text_lines,
+    rejected_item,
+    source_root,
+)
 from schemas import InventoryItem, RejectReason
 from schemas.prompts import AUDIO_TAG
 from schemas.sources import VitaJsonlOptions
 
 ASR_INSTRUCTION = "convert the speech to text."
 TTS_INSTRUCTION = "convert the text to speech."
-
-# Lines per group: lines are independent, groups only bound memory while planning.
-GROUP_LINES = 500
 
 
 class _MalformedLine(ValueError):
@@ -178,19 +181,18 @@ def _line_items(
 
 
 def inventory(path: Path, options: VitaJsonlOptions) -> Iterator[ItemGroup]:
-    """Yield the file's utterances in line order, `GROUP_LINES` lines per group (prefix = stem)."""
+    """Yield the file's utterances in line order, one group per line (prefix = file stem).
+
+    Lines are independent, but a line's audios are one conversation and stay in
+    one unit; units are packed line by line up to the limits, with the durations
+    the FLAC and WAV headers state (other formats count 0 s).
+    """
     if path.is_dir():
         raise ValueError(f"a vita_jsonl source's path must be the JSONL file, not a folder: {path}")
     language = options.language.lower() if options.language else None
-    group = ItemGroup(prefix=path.stem)
-    lines_in_group = 0
+    root = source_root(path)
     for line_no, text, error in read_text_lines(path):
         if text is not None and not text.strip():
             continue
-        group.items.extend(_line_items(line_no, text, error, path.name, language))
-        lines_in_group += 1
-        if lines_in_group >= GROUP_LINES:
-            yield group
-            group, lines_in_group = ItemGroup(prefix=path.stem), 0
-    if group.items:
-        yield group
+        items = _line_items(line_no, text, error, path.name, language)
+        yield read_header_durations(ItemGroup(prefix=path.stem, items=items), root)

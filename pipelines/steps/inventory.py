@@ -22,7 +22,7 @@ from schemas import (
 )
 from schemas.hashing import canonical_json_sha256
 
-INVENTORY_CODE_VERSION = "1"
+INVENTORY_CODE_VERSION = "2"  # 2: header durations plan units; LibriSpeech chapters split
 """Bumped when unit planning changes (then every source's fingerprint changes)."""
 
 

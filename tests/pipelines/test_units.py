@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pipelines.lake.paths import Lake
 from pipelines.sources.base import ItemGroup
 from pipelines.units import plan_units, read_unit_items, read_units_index
@@ -72,6 +74,32 @@ def test_duration_limit_closes_units(tmp_path: Path) -> None:
     plans = plan_units("w", groups, UnitLimits(max_duration_s=7000.0), Lake(tmp_path))
     assert [p.n_inputs for p in plans] == [2, 2]
     assert plans[0].declared_duration_s == 6000.0
+
+
+def test_header_durations_plan_items_the_corpus_gives_no_duration(tmp_path: Path) -> None:
+    """A declared duration wins; a header duration fills in where there is none; 0 s where
+    neither is known. Whole groups count the sum of their items."""
+    group = ItemGroup(
+        "x",
+        [
+            InventoryItem(native_id="declared", duration_s=5.0),
+            InventoryItem(native_id="header"),
+            InventoryItem(native_id="unknown"),
+        ],
+        header_durations_s=[1.0, 2.0, None],
+    )
+    assert group.planning_durations_s() == [5.0, 2.0, 0.0]
+    plans = plan_units("w", [group, group], UnitLimits(max_duration_s=10.0), Lake(tmp_path))
+    assert [(p.n_inputs, p.declared_duration_s) for p in plans] == [(3, 7.0), (3, 7.0)]
+    group.splittable = True
+    plans = plan_units("w", [group], UnitLimits(max_duration_s=6.0), Lake(tmp_path / "s"))
+    assert [(p.n_inputs, p.declared_duration_s) for p in plans] == [(1, 5.0), (2, 2.0)]
+
+
+def test_header_durations_must_match_the_items() -> None:
+    group = ItemGroup("x", [InventoryItem(native_id="a")], header_durations_s=[1.0, 2.0])
+    with pytest.raises(ValueError, match="2 header durations, 1 items"):
+        group.planning_durations_s()
 
 
 def test_same_inventory_gives_same_keys_and_bytes(tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ import pytest
 import soundfile as sf
 from source_checks import assert_matches_expected, ingest_source
 
+from pipelines.lake.paths import Lake
 from pipelines.sources import audio_folder
-from schemas import ManifestRecord
+from pipelines.units import plan_units
+from schemas import ManifestRecord, UnitLimits
 from schemas.sources import AudioFolderOptions
 
 HEADER_DURATION_TOLERANCE_S = {".mp3": 0.03, ".opus": 0.03}
@@ -193,3 +195,33 @@ def test_a_transcript_linked_from_outside_is_not_read(tmp_path: Path) -> None:
     os.symlink("../../secret.txt", tmp_path / "tree" / "spk" / "a.txt")
     records = ingest(tmp_path, tmp_path / "tree")
     assert (records["spk/a"].reject_reason, records["spk/a"].text) == ("path_escape", None)
+
+
+def test_units_honour_max_duration_by_the_file_headers(tmp_path: Path) -> None:
+    """The folder states no durations: WAV and FLAC headers give them, so a unit holds at
+    most `max_duration_s` of them; an Ogg file has no cheap header and counts 0 s."""
+    tree = tmp_path / "tree"
+    for index in range(6):
+        _tone(tree / "spk" / f"w{index}.wav", seconds=1.0)
+    sf.write(tree / "spk" / "x.flac", np.zeros(16000 * 3), 16000, format="FLAC")
+    sf.write(tree / "spk" / "y.ogg", np.zeros(8000), 8000, format="OGG")
+    groups = list(audio_folder.inventory(tree, AudioFolderOptions()))
+    assert [d for g in groups for d in g.planning_durations_s()] == [1.0] * 6 + [3.0, 0.0]
+    plans = plan_units("f", groups, UnitLimits(max_duration_s=2.5), Lake(tmp_path / "lake"))
+    # Two 1 s files per unit; the 3 s flac, longer than the limit, is a unit of its own.
+    assert [(p.n_inputs, p.declared_duration_s) for p in plans] == [(2, 2.0)] * 3 + [
+        (1, 3.0),
+        (1, 0.0),
+    ]
+
+
+def test_a_linked_file_outside_the_folder_is_not_read_for_planning(tmp_path: Path) -> None:
+    _tone(tmp_path / "outside.wav", seconds=1.0)
+    _tone(tmp_path / "tree" / "spk" / "inside.wav", seconds=1.0)
+    os.symlink("../../outside.wav", tmp_path / "tree" / "spk" / "linked.wav")
+    os.symlink("inside.wav", tmp_path / "tree" / "spk" / "alias.wav")
+    (group,) = audio_folder.inventory(tmp_path / "tree", AudioFolderOptions())
+    durations = dict(
+        zip([i.native_id for i in group.items], group.header_durations_s or [], strict=True)
+    )
+    assert durations == {"spk/alias": 1.0, "spk/inside": 1.0, "spk/linked": None}

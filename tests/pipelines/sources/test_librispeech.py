@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.audio.headers import header_duration_s
 from pipelines.lake.paths import Lake
 from pipelines.sources.librispeech import SPEAKER_COLUMNS, read_pipe_table
 from pipelines.steps.inventory import inventory_source
 from pipelines.steps.manifest import manifest_records
 from pipelines.units import read_unit_items
-from schemas import ManifestRecord, SourceConfig, UnitLimits, UnitPlan
+from schemas import InventoryItem, ManifestRecord, SourceConfig, UnitLimits, UnitPlan
 
 DURATION_TOLERANCE_S = 1e-3
 
@@ -104,30 +105,65 @@ def test_each_broken_input_is_rejected_with_its_reason(
     assert records["1034-121119.trans:L3"].speaker == "1034"
 
 
-def test_a_chapter_stays_in_one_unit_named_by_its_split(corpora: Path, tmp_path: Path) -> None:
+def _unit_items(work: Path, plans: list[UnitPlan]) -> dict[str, list[InventoryItem]]:
+    lake = Lake(work / "lake")
+    return {p.unit: list(read_unit_items(lake.inventory_items("libri", p.unit))) for p in plans}
+
+
+def _header_s(root: Path, item: InventoryItem) -> float:
+    """What planning counts for one item: its FLAC header's duration, 0 s without a file."""
+    if item.problem is not None or item.audio_path is None:
+        return 0.0
+    return header_duration_s(root / item.audio_path) or 0.0
+
+
+def test_units_are_planned_by_the_durations_the_flac_headers_state(
+    corpora: Path, tmp_path: Path
+) -> None:
+    """LibriSpeech states no durations; the FLAC headers do, to the sample the manifest
+    probe finds, so a unit's declared duration is the sum of its files'."""
+    root = corpora / "librispeech" / "LibriSpeech"
+    plans, records = _ingest(root, tmp_path)
+    items_by_unit = _unit_items(tmp_path, plans)
+    for plan in plans:
+        expected_s = sum(_header_s(root, i) for i in items_by_unit[plan.unit])
+        assert plan.declared_duration_s == pytest.approx(expected_s, abs=1e-3)
+        assert plan.declared_duration_s > 0
+    for unit_items in items_by_unit.values():
+        for item in unit_items:
+            record = records[item.native_id]
+            if record.status == "ok":
+                assert _header_s(root, item) == pytest.approx(record.duration_s, abs=1e-6)
+
+
+@pytest.mark.parametrize("max_duration_s", [5.0, 1.0])
+def test_units_honour_max_duration_inside_a_chapter(
+    corpora: Path, tmp_path: Path, max_duration_s: float
+) -> None:
+    """A chapter's utterances share no recording, so units are cut utterance by utterance:
+    each is at most `max_duration_s` unless it is a single longer utterance (every one is
+    longer than 1 s), and keeps its split's name."""
+    root = corpora / "librispeech" / "LibriSpeech"
+    plans, records = _ingest(root, tmp_path, UnitLimits(max_duration_s=max_duration_s))
+    items_by_unit = _unit_items(tmp_path, plans)
+    assert sum(p.n_inputs for p in plans) == len(records) == 16
+    assert len(plans) > 5  # more units than chapters
+    # Utterances last 1.5 to 2.3 s: two fit in 5 s, none in 1 s. Inputs without a file
+    # (a transcript line with no flac) count 0 s and ride along.
+    max_with_audio = 2 if max_duration_s == 5.0 else 1
+    for plan in plans:
+        items = items_by_unit[plan.unit]
+        assert plan.declared_duration_s <= max_duration_s or plan.n_inputs == 1, plan
+        assert sum(_header_s(root, i) > 0 for i in items) <= max_with_audio, plan
+        assert {i.split for i in items} == {plan.unit.split(".")[1]}
+
+
+def test_units_honour_max_utterances_inside_a_chapter(corpora: Path, tmp_path: Path) -> None:
     root = corpora / "librispeech" / "LibriSpeech"
     plans, _ = _ingest(root, tmp_path, UnitLimits(max_utterances=1))
-    lake = Lake(tmp_path / "lake")
-    chapters_by_unit = {
-        plan.unit: {
-            (i.split, i.extra["chapter"])
-            for i in read_unit_items(lake.inventory_items("libri", plan.unit))
-        }
-        for plan in plans
-    }
-    # Five chapters, each one unit of its own despite the one-utterance limit.
-    assert len(plans) == 5
-    assert all(len(chapters) == 1 for chapters in chapters_by_unit.values())
-    assert sorted(chapters_by_unit) == [
-        "libri.dev-clean-2.00000",
-        "libri.dev-clean-2.00001",
-        "libri.dev-clean-2.00002",
-        "libri.train-clean-5.00000",
-        "libri.train-clean-5.00001",
-    ]
-    for unit, chapters in chapters_by_unit.items():
-        ((split, _),) = chapters
-        assert unit.split(".")[1] == split
+    assert len(plans) == 16 and all(p.n_inputs == 1 for p in plans)
+    assert [p.unit for p in plans][:2] == ["libri.dev-clean-2.00000", "libri.dev-clean-2.00001"]
+    assert sum(p.unit.startswith("libri.train-clean-5.") for p in plans) == 6
 
 
 def test_splits_option_reads_only_those_splits(corpora: Path, tmp_path: Path) -> None:

@@ -192,3 +192,31 @@ def test_rows_are_grouped_in_file_order_under_the_file_stem(
         ("clips", ["L4", "L5"]),
         ("clips", ["L6"]),
     ]
+
+
+def test_rows_without_an_end_are_planned_by_their_header(tmp_path: Path) -> None:
+    """A row with an end keeps its declared length; one without is planned with what its
+    WAV header states, from its start; a path leaving the folder is not read."""
+    _tone(tmp_path / "data" / "audio" / "a.wav", seconds=2.0)
+    _tone(tmp_path / "outside.wav", seconds=2.0)
+    manifest = tmp_path / "data" / "clips.csv"
+    manifest.write_text(
+        "id,path,start,end\n"
+        "whole,audio/a.wav,,\n"
+        "tail,audio/a.wav,0.5,\n"
+        "cut,audio/a.wav,0.5,1.0\n"
+        "escape,../outside.wav,,\n"
+        "missing,audio/none.wav,,\n",
+        encoding="utf-8",
+    )
+    (group,) = table.inventory(manifest, TableOptions(id_column="id"))
+    ids = [i.native_id for i in group.items]
+    assert dict(zip(ids, group.planning_durations_s(), strict=True)) == {
+        "whole": 2.0,
+        "tail": 1.5,
+        "cut": 0.5,
+        "escape": 0.0,
+        "missing": 0.0,
+    }
+    # Planning durations stay out of the items: the manifest step still probes these files.
+    assert [i.duration_s for i in group.items] == [None, None, 0.5, None, None]

@@ -8,11 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 from source_checks import assert_matches_expected, ingest_source
 
+from pipelines.lake.paths import Lake
 from pipelines.sources import vita_jsonl
-from schemas import InventoryItem, ManifestRecord
+from pipelines.units import plan_units
+from schemas import InventoryItem, ManifestRecord, UnitLimits
 from schemas.sources import VitaJsonlOptions
 
 
@@ -148,15 +152,20 @@ def test_broken_lines_are_one_rejected_item_each(tmp_path: Path) -> None:
     assert all(i.extra == {"line": int(k[1:])} for k, i in items.items())
 
 
-def test_lines_are_grouped_whole_under_the_file_stem(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(vita_jsonl, "GROUP_LINES", 2)
+def test_each_line_is_one_group_under_the_file_stem(tmp_path: Path) -> None:
+    """A line's audios (one conversation) stay in one unit; units are packed line by line
+    with the durations the WAV headers state."""
+    for name, seconds in (("q", 1.0), ("a", 2.0)):
+        sf.write(tmp_path / f"{name}.wav", np.zeros(int(16000 * seconds)), 16000)
     qa = _chat(("user", "<|audio|>"), ("assistant", "x\n<|audio|>"), audios=["q.wav", "a.wav"])
     path = tmp_path / "train.jsonl"
     path.write_text("\n".join([qa] * 3) + "\n", encoding="utf-8")
     groups = list(vita_jsonl.inventory(path, VitaJsonlOptions()))
     assert [(g.prefix, [i.native_id for i in g.items]) for g in groups] == [
-        ("train", ["L1_A0", "L1_A1", "L2_A0", "L2_A1"]),
+        ("train", ["L1_A0", "L1_A1"]),
+        ("train", ["L2_A0", "L2_A1"]),
         ("train", ["L3_A0", "L3_A1"]),
     ]
+    assert [g.planning_durations_s() for g in groups] == [[1.0, 2.0]] * 3
+    plans = plan_units("v", groups, UnitLimits(max_duration_s=7.0), Lake(tmp_path / "lake"))
+    assert [(p.n_inputs, p.declared_duration_s) for p in plans] == [(4, 6.0), (2, 3.0)]
