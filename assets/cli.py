@@ -48,6 +48,11 @@ def _run(
             render.print_error(str(error))
             return False
     if report.nothing_to_do:
+        if report.warnings:
+            for warning in report.warnings:
+                render.print_warning(warning)
+            render.print_message("nothing to do for the selected assets")
+            return True
         render.print_message(
             "nothing to do: every selected asset is up to date (--force re-materializes)"
         )

@@ -31,7 +31,7 @@ from assets.definitions import (
 )
 from assets.instance import max_concurrent_runs, open_instance
 from assets.plan import Plan, plan_work
-from assets.services import dagster_services
+from assets.services import CodeServer, dagster_services, start_code_server
 from assets.submit import VOXLAKE_TAG, RunOutcome, cancel_runs, follow_runs, submit_run
 from assets.training import TRAINING_GROUP
 from pipelines.locks import LockHeldError, process_lock
@@ -178,6 +178,24 @@ def _run_assets(
     force: bool,
 ) -> RunReport:
     instance = open_instance(project)
+    # Started before planning: it loads the definitions while we plan. Stopped again
+    # when there is nothing to do or the selection is bad.
+    code_server = start_code_server(project, instance)
+    try:
+        return _plan_and_run(project, instance, code_server, select, sources, on_progress, force)
+    finally:
+        code_server.stop()  # a no-op when the services stopped it already
+
+
+def _plan_and_run(
+    project: Project,
+    instance: dg.DagsterInstance,
+    code_server: CodeServer,
+    select: str | None,
+    sources: list[str] | None,
+    on_progress: Callable[[Progress], None] | None,
+    force: bool,
+) -> RunReport:
     defs = build_definitions(project.directory)
     graph = defs.resolve_asset_graph()
     selected = resolve_selection(graph, select)
@@ -208,10 +226,11 @@ def _run_assets(
     current = plan()
     if current.empty:
         report.nothing_to_do = True
+        report.warnings.extend(_never_inventoried(instance, graph, selected, names))
         return report
     run_slots = max_concurrent_runs(instance)
     tags = {VOXLAKE_TAG: report.invocation}
-    with dagster_services(project, instance) as services:
+    with dagster_services(project, instance, code_server) as services:
         report.log_dir = str(services.log_dir)
 
         submitted: list[str] = []
@@ -312,6 +331,28 @@ def _run_assets(
         finally:
             report.started_daemon = services.started_daemon
     return report
+
+
+def _never_inventoried(
+    instance, graph, selected: set[dg.AssetKey], sources: list[str]
+) -> list[str]:
+    """Why a selection of per-unit assets finds nothing: sources whose inventory never ran
+    (and is not selected), so they have no units yet."""
+    if not any(graph.get(k).is_partitioned for k in selected):
+        return []
+    missing = [
+        name
+        for name in sources
+        if dg.AssetKey(["inventory", name]) not in selected
+        and instance.get_latest_materialization_event(dg.AssetKey(["inventory", name])) is None
+    ]
+    if not missing:
+        return []
+    return [
+        f"source {name!r} has no units yet: its inventory never ran; select it too "
+        f"(e.g. --select 'key:inventory/{name} or ...') or run `voxlake run` without --select"
+        for name in missing
+    ]
 
 
 def _count_assets(outcomes: dict[str, RunOutcome]) -> int:

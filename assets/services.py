@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -161,15 +162,22 @@ def _start(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> sub
         )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM every process at once, then wait for each (SIGKILL after `STOP_TIMEOUT_S`).
+
+    Signalled together, they shut down side by side: stopping costs the slowest
+    process's shutdown, not the sum.
+    """
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _tail(log: Path, lines: int = 25) -> str:
@@ -200,31 +208,66 @@ def wait_for_code_server(process: subprocess.Popen, port: int, log: Path) -> Non
         time.sleep(0.1)
 
 
-@contextlib.contextmanager
-def dagster_services(project: Project, instance: dg.DagsterInstance) -> Iterator[Services]:
-    """Start the code server (and a daemon unless one runs); yield; stop what was started."""
-    home = project.dagster_home
-    log_dir = home / "logs" / time.strftime("%Y%m%dT%H%M%S")
+@dataclass
+class CodeServer:
+    """A code server process started by `start_code_server`, not yet known to answer."""
+
+    process: subprocess.Popen
+    port: int
+    log_dir: Path
+    env: dict[str, str]
+    used: bool = False
+
+    @property
+    def log(self) -> Path:
+        """The code server's log file."""
+        return self.log_dir / "code-server.log"
+
+    def stop(self) -> None:
+        """Stop it; when no run was served, also remove its log (nothing happened)."""
+        stop_processes([self.process])
+        if not self.used:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+
+
+def start_code_server(project: Project, instance: dg.DagsterInstance) -> CodeServer:
+    """Start the code server now; `dagster_services` waits for it.
+
+    `voxlake run` starts it before planning, so its ~2 s of loading the definitions
+    overlap the planning instead of following it.
+    """
+    log_dir = project.dagster_home / "logs" / time.strftime("%Y%m%dT%H%M%S")
     env = service_env(project, instance)
     port = free_port()
+    process = _start(
+        [
+            sys.executable, "-m", "dagster", "api", "grpc",
+            "--module-name", DEFINITIONS_MODULE,
+            "--host", LOOPBACK, "--port", str(port),
+            "--location-name", LOCATION_NAME,
+            "--log-level", "warning",
+        ],
+        env, project.directory, log_dir / "code-server.log",
+    )  # fmt: skip
+    return CodeServer(process, port, log_dir, env)
+
+
+@contextlib.contextmanager
+def dagster_services(
+    project: Project, instance: dg.DagsterInstance, code_server: CodeServer | None = None
+) -> Iterator[Services]:
+    """Wait for the code server (started now unless given), start a daemon unless one runs;
+    yield; stop what was started."""
+    home = project.dagster_home
+    server = code_server or start_code_server(project, instance)
+    server.used = True
+    log_dir, env, port = server.log_dir, server.env, server.port
     workspace_file = write_workspace(home / "voxlake-workspace" / f"{port}.yaml", port)
-    code_log = log_dir / "code-server.log"
-    processes: list[subprocess.Popen] = []
+    processes: list[subprocess.Popen] = [server.process]
     context: WorkspaceProcessContext | None = None
     services: Services | None = None
     try:
-        code_server = _start(
-            [
-                sys.executable, "-m", "dagster", "api", "grpc",
-                "--module-name", DEFINITIONS_MODULE,
-                "--host", LOOPBACK, "--port", str(port),
-                "--location-name", LOCATION_NAME,
-                "--log-level", "warning",
-            ],
-            env, project.directory, code_log,
-        )  # fmt: skip
-        processes.append(code_server)
-        wait_for_code_server(code_server, port, code_log)
+        wait_for_code_server(server.process, port, server.log)
         context = WorkspaceProcessContext(
             instance,
             GrpcServerTarget(host=LOOPBACK, port=port, socket=None, location_name=LOCATION_NAME),
@@ -246,8 +289,7 @@ def dagster_services(project: Project, instance: dg.DagsterInstance) -> Iterator
         if context is not None:
             with contextlib.suppress(Exception):
                 context.__exit__(None, None, None)
-        for process in reversed(processes):
-            _stop(process)
+        stop_processes(processes)
         if services is not None and services.started_daemon:
             # A stopped daemon's last heartbeat stays fresh for a minute: the next
             # `voxlake run` would take it for a running daemon and wait on the queue.
