@@ -30,7 +30,7 @@ CATALOGUE_CONDITION = (
 @dg.asset(
     key="catalogue",
     group_name=CATALOGUE_GROUP,
-    deps=["manifest", "quality", "tokens", "shards"],
+    deps=["manifest", "quality", "tokens"],
     pool=CATALOGUE_POOL,
     automation_condition=CATALOGUE_CONDITION,
     description="Folds new and changed lake files (units, releases, runs, evaluations) into "
@@ -43,8 +43,8 @@ def catalogue(
     """Bring the catalogue up to date with the lake."""
     stats = catalogue_lake(voxlake_project.load())
     context.log.info(
-        f"catalogue {stats.path}: {stats.n_utterances} utterances, {stats.n_shards} shards "
-        f"({stats.mode}, {stats.seconds:.2f} s)"
+        f"catalogue {stats.path}: {stats.n_utterances} utterances, {stats.n_shards} audio "
+        f"shards, {stats.n_code_shards} code shards ({stats.mode}, {stats.seconds:.2f} s)"
     )
     return dg.MaterializeResult(
         metadata={
@@ -53,6 +53,8 @@ def catalogue(
             "accepted": stats.n_accepted,
             "rejected": stats.n_rejected,
             "shards": stats.n_shards,
+            "code_shards": stats.n_code_shards,
+            "tokenizer_sha256": stats.tokenizer_sha256 or "",
             "mode": stats.mode,
         }
     )

@@ -26,7 +26,6 @@ from assets.ingest import INGEST_GROUP, build_inventory_asset, build_manifest_as
 from assets.quality import build_quality_asset, quality_report
 from assets.releases import release
 from assets.resources import PROJECT_RESOURCE_KEY, VoxlakeProject
-from assets.shards import build_shards_asset
 from assets.tokens import build_tokens_asset
 from assets.training import TRAIN_ASSETS, evaluation
 from pipelines.project import load_project
@@ -65,7 +64,6 @@ def _build_definitions(project_dir: Path) -> dg.Definitions:
             configured_tokenizer_sha256(project.directory, project.config.tokenizer),
             execution,
         ),
-        build_shards_asset(execution),
     ]
     # Assets over the whole lake, run after the units: the catalogue folds them in.
     lake_assets = [catalogue, quality_report, release]

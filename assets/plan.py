@@ -34,7 +34,7 @@ from pipelines.units import read_units_index, source_of_unit
 
 CODE_VERSION_TAG = "dagster/code_version"
 
-UNIT_ASSETS = ("manifest", "quality", "tokens", "shards")
+UNIT_ASSETS = ("manifest", "quality", "tokens")
 """The per-unit assets in pipeline order."""
 
 

@@ -1,5 +1,6 @@
-"""Quality assets: `quality[unit]` measures and judges every utterance of a unit;
-`quality_report` renders the lake-wide HTML report.
+"""Quality assets: `quality[unit]` decodes a unit once, measures and judges every
+utterance and writes the accepted audio as audio shards; `quality_report` renders
+the lake-wide HTML report.
 
 Their work is `pipelines/steps/quality.py` and `pipelines/steps/quality_report.py`.
 `quality` carries two checks: `accounting` (blocking: every manifest row has
@@ -33,15 +34,17 @@ def build_quality_asset(policy: QualityPolicy, settings: ExecutionSettings) -> d
         group_name=QUALITY_GROUP,
         deps=["manifest"],
         code_version=f"{QUALITY_CODE_VERSION}-policy-{policy.version()}",
-        description="Decode → mono → 16 kHz → measure (WADA/STNR SNR, clipping, silence, "
-        "levels, bandwidth, ...) → accept or reject under the versioned policy. Writes "
-        "lake/quality/<source>/<unit>.parquet.",
+        description="Decode once → mono → 16 kHz → measure (WADA/STNR SNR, clipping, "
+        "silence, levels, bandwidth, ...) → accept or reject under the versioned policy. "
+        "Writes lake/quality/<source>/<unit>.parquet and the accepted audio as WebDataset "
+        "audio shards (<key>.flac 16 kHz 16-bit, <key>.json) in lake/shards/<source>/<unit>/.",
         check_specs=[
             dg.AssetCheckSpec(
                 "accounting",
                 asset="quality",
                 blocking=True,
-                description="manifest rows == accepted + rejected, one decision per utterance",
+                description="manifest rows == accepted + rejected, one decision per "
+                "utterance; every accepted utterance in exactly one audio shard",
             ),
             dg.AssetCheckSpec(
                 "distribution",
@@ -49,7 +52,7 @@ def build_quality_asset(policy: QualityPolicy, settings: ExecutionSettings) -> d
                 description="SNR and duration distributions are plausible",
             ),
         ],
-        kinds={"parquet", "numpy"},
+        kinds={"parquet", "webdataset"},
         **unit_asset_policies(settings),
     )
     def quality(context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject):
@@ -65,10 +68,20 @@ def _quality_unit(run: UnitRun) -> UnitResult:
     summary = assess_unit(
         run.project, run.source, run.unit, on_progress=run.progress("utterances assessed")
     )
+    shard_files = {row.shard: row.shard_bytes for row in summary.audio_rows}
+    how = "decoded" if summary.decoded else "re-judged from stored measures"
     return UnitResult(
-        sha256=summary.sha256,
+        # What the tokens step reads is the audio shards: a policy edit that changes no
+        # decision leaves their index, and so the tokens, as they are.
+        sha256=summary.audio_index_sha256,
         inputs={"manifest": manifest_sha256},
         metadata={
+            "decisions_sha256": summary.sha256,
+            "audio_samples": len(summary.audio_rows),
+            "audio_shards": len(shard_files),
+            "audio_bytes": sum(shard_files.values()),
+            "decoded": summary.decoded,
+            "audio_written": summary.audio_written,
             "manifest_rows": summary.n_manifest_rows,
             "accepted": summary.n_accepted,
             "rejected": summary.n_rejected,
@@ -84,7 +97,8 @@ def _quality_unit(run: UnitRun) -> UnitResult:
             "distribution": check_distribution(summary.frame),
         },
         summary=f"{summary.n_accepted} accepted, {summary.n_rejected} rejected "
-        f"(policy {summary.policy_version})",
+        f"(policy {summary.policy_version}, {how}; {len(shard_files)} audio shards"
+        f"{'' if summary.audio_written else ' unchanged'})",
     )
 
 

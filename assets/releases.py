@@ -2,8 +2,8 @@
 
 Its work is `pipelines/steps/release.py`. Releases are immutable: one that exists
 is left as it is (a changed spec for an existing name is reported, never applied).
-Check `shards_intact`: every shard of every release still has the sha256 recorded
-when it was released.
+Check `shards_intact`: every audio shard and code shard of every release still has
+the sha256 recorded when it was released.
 """
 
 import dagster as dg
@@ -22,13 +22,15 @@ RELEASE_GROUP = "releases"
     deps=["catalogue"],
     pool=CATALOGUE_POOL,
     description="Creates the releases named under `releases:` in voxlake.yaml "
-    "(immutable selections of shards with lineage) and registers them in the catalogue.",
+    "(immutable selections of audio and code shards with lineage) and registers them in the "
+    "catalogue.",
     check_specs=[
         dg.AssetCheckSpec(
             "shards_intact",
             asset="release",
             blocking=True,
-            description="every release shard's sha256 equals the one recorded at release time",
+            description="every release audio and code shard exists with the sha256 recorded at "
+            "release time",
         )
     ],
     kinds={"json", "parquet"},

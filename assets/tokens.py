@@ -1,10 +1,12 @@
-"""The `tokens` asset: GLM-4-Voice codes for every accepted utterance of a unit.
+"""The `tokens` asset: code shards (GLM-4-Voice codes) aligned with a unit's audio shards.
 
-Its work is `pipelines/steps/tokens.py`. Runs in the `gpu` pool. Its code version
-carries the tokenizer checkpoint's content hash, so pointing `tokenizer.checkpoint`
-at another checkpoint makes exactly the tokens (and what is downstream of them)
-stale. Asset check `code_rate`: every row holds exactly the number of codes its
-sample count implies (12.5 per second, per 30 s window, padding rule included).
+Its work is `pipelines/steps/tokens.py`: it reads the audio shards the quality step
+wrote, never the source. Runs in the `gpu` pool. Its code version carries the
+tokenizer checkpoint's content hash, so pointing `tokenizer.checkpoint` at another
+checkpoint makes exactly the tokens (and what is downstream of them) stale; the new
+codes go to the new tokenizer's folder and no audio shard is rewritten. Asset check
+`code_rate`: every audio sample has codes, exactly as many as its sample count implies
+(12.5 per second, per 30 s window, padding rule included).
 """
 
 import dagster as dg
@@ -14,7 +16,6 @@ from assets.pools import GPU_POOL
 from assets.resources import VoxlakeProject
 from assets.units import UnitResult, UnitRun, materialize_units, summed, unit_asset_policies
 from pipelines.steps.tokens import check_code_rate, tokenize_unit
-from schemas.hashing import file_sha256
 from schemas.project import ExecutionSettings
 
 TOKENS_GROUP = "tokens"
@@ -33,17 +34,18 @@ def build_tokens_asset(
         pool=GPU_POOL,
         op_tags=gpu_step_tags(settings),
         code_version=f"{TOKENS_CODE_VERSION}-tokenizer-{(tokenizer_sha256 or 'missing')[:16]}",
-        description="GLM-4-Voice speech codes (12.5 Hz, 16384-way) of every accepted "
-        "utterance. Writes lake/tokens/<source>/<unit>.parquet.",
+        description="GLM-4-Voice speech codes (12.5 Hz, 16384-way) of every sample of the "
+        "unit's audio shards, as code shards with the same keys and boundaries "
+        "(<key>.codes.npy, <key>.json) in lake/codes/<tokenizer>/<source>/<unit>/.",
         check_specs=[
             dg.AssetCheckSpec(
                 "code_rate",
                 asset="tokens",
                 blocking=True,
-                description="n_codes == expected_code_count(n_samples) for every row",
+                description="every audio sample has codes, expected_code_count(n_samples) of them",
             ),
         ],
-        kinds={"parquet", "pytorch"},
+        kinds={"webdataset", "pytorch"},
         **unit_asset_policies(settings),
     )
     def tokens(context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject):
@@ -67,22 +69,25 @@ def build_tokens_asset(
 
 
 def _tokens_unit(run: UnitRun) -> UnitResult:
-    quality_sha256 = file_sha256(run.project.lake.quality(run.source.name, run.unit))
     summary = tokenize_unit(
         run.project, run.source, run.unit, on_progress=run.progress("utterances tokenized")
     )
-    frame = summary.frame
+    shard_files = {row.shard: row.shard_bytes for row in summary.rows}
     return UnitResult(
-        sha256=summary.sha256,
-        inputs={"quality": quality_sha256},
+        sha256=summary.index_sha256,
+        inputs={"quality": summary.audio_index_sha256},
         metadata={
-            "utterances": frame.height,
+            "utterances": len(summary.rows),
             "audio_hours": round(summary.audio_s / 3600, 4),
-            "codes": int(frame["n_codes"].sum()) if frame.height else 0,
+            "codes": summary.n_codes,
+            "code_shards": len(shard_files),
+            "bytes": sum(shard_files.values()),
             "tokenizer_sha256": summary.tokenizer_sha256,
             "tokenizer_is_demo": summary.tokenizer_is_demo,
-            "path": dg.MetadataValue.path(str(summary.path)),
+            "reused": summary.reused,
+            "folder": dg.MetadataValue.path(str(summary.folder)),
         },
         checks={"code_rate": check_code_rate(summary)},
-        summary=f"{frame.height} utterances",
+        summary=f"{len(summary.rows)} utterances in {len(shard_files)} code shards"
+        f"{' (unchanged audio: kept as they are)' if summary.reused else ''}",
     )

@@ -12,13 +12,13 @@ fresh projects are made on that one corpus, identical but for their folder:
 
 - **old way**: the runner of commit c019ab3 re-implemented inline: the inventory job
   by `execute_in_process`, then for each unit `unit_job.execute_in_process(partition_key=
-  unit, asset_selection=[manifest, quality, tokens, shards])` followed by
+  unit, asset_selection=[manifest, quality, tokens])` followed by
   `update_catalogue(project, units=[unit])` (the old per-unit `catalogue` asset), then
   the lake job (`quality_report`, `release`) in process: one Dagster run per unit, all
   in one Python process;
 - **new way**: `assets.runner.run_assets(project)`: a code server and a daemon, runs
   queued on the instance (`max_concurrent_runs` in dagster.yaml), each carrying up to
-  `execution.units_per_run` units through the four per-unit assets in one run worker,
+  `execution.units_per_run` units through the three per-unit assets in one run worker,
   then one lake-wide run (the catalogue, the quality report).
 
 Each way runs in its own subprocess (`--child`), one after the other, on the same
@@ -88,7 +88,7 @@ CLI_TARGET_S = 5.0
 IMPORT_TARGET_S = 2.0
 SOURCE = "tiny"
 SAMPLE_RATE_HZ = 16000
-UNIT_ASSET_NAMES = ("manifest", "quality", "tokens", "shards")
+UNIT_ASSET_NAMES = ("manifest", "quality", "tokens")
 HEAVY_MODULES = ("torch", "transformers", "deepspeed", "trainer")
 # Also reported when loaded: large libraries the code location may or may not need.
 OTHER_MODULES = tuple(
@@ -1209,8 +1209,8 @@ def main() -> None:
             f"{new_child.units} work units of one tiny utterance each (0.6-1.5 s 16 kHz WAV, "
             f"{audio_s:.0f} s of audio in all, an `audio_folder` source with transcripts, "
             "`units.max_utterances: 1`), through manifest → quality → tokens (demo tokenizer, "
-            "CPU) → shards → catalogue, on two fresh projects on the same corpus, each way in its "
-            "own process, one after the other. Old way: the loop of commit c019ab3 (one "
+            "CPU, code shards) → catalogue, on two fresh projects on the same corpus, each way "
+            "in its own process, one after the other. Old way: the loop of commit c019ab3 (one "
             "`execute_in_process` run per unit, then `update_catalogue(units=[unit])`), "
             "re-implemented in the bench; there the catalogue was a fifth step of each unit run, "
             "so calling `update_catalogue` directly spares that step's Dagster overhead and "

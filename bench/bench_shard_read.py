@@ -6,8 +6,10 @@ offsets from the committed fixture speech (the LibriSpeech FLAC files of
 `tests/data/corpora`, espeak-ng, concatenated and looped) with white noise at
 -50 dBFS added (espeak's digital silence would otherwise make the FLAC files
 unrealistically small), encoded with `pipelines.audio.encode_flac16`, plus
-random uint16 codes at 12.5 per second. `pipelines.shards.write_shards` packs
-them into shards of at most `--shard-mb` MB (default 64).
+random uint16 codes at 12.5 per second. `pipelines.shards.writer.write_shards`
+packs them as the pipeline does: audio shards (`<key>.flac` + `<key>.json`) of
+at most `--shard-mb` MB (default 64), and code shards (`<key>.codes.npy` +
+`<key>.json`) cut at the same boundaries.
 
 Measured in one run, each reader the fastest of `--rounds` rounds (default
 5) twice: warm (the files in the page cache, so CPU cost only) and cold (the
@@ -15,16 +17,18 @@ files' pages dropped with `posix_fadvise(POSIX_FADV_DONTNEED)` before each
 round, so they come from the disk; directory entries and inodes stay cached,
 which favours the many small upstream files):
 
-- whole samples: `webdataset.WebDataset` (raw member bytes, no decoding);
-  the same plus decoding (FLAC with soundfile to int16, `decode_codes`,
-  `json.loads`); `tarfile` stream iteration reading every member (the
-  parsing ceiling); reading the shard files in 1 MiB chunks (the I/O ceiling);
-- codes only: the upstream layout, one `<key>_glm4voice.json` per utterance
-  holding a JSON list of ints, `json.load` + `np.asarray(uint16)`; against our
-  shards through `webdataset` selecting only `.codes.npy` members, and
-  through the index (`pipelines.shards.read_member`, an open, a seek and a
-  read per utterance; or `read_members`, one open per shard), decoded with
-  `np.load` or with `pipelines.shards.decode_codes`.
+- audio shards: `webdataset.WebDataset` (raw member bytes, no decoding); the
+  same plus decoding (FLAC with soundfile to int16, `json.loads`); `tarfile`
+  stream iteration reading every member (the parsing ceiling); reading the
+  shard files in 1 MiB chunks (the I/O ceiling); and audio joined with codes
+  by key (`pipelines.shards.joined.iter_joined`, both tars walked in lockstep);
+- codes only (what training reads): the upstream layout, one
+  `<key>_glm4voice.json` per utterance holding a JSON list of ints,
+  `json.load` + `np.asarray(uint16)`; against our code shards through
+  `webdataset` (as the trainer streams them), and through the code index
+  (`pipelines.shards.reader.read_member`, an open, a seek and a read per
+  utterance; or `read_members`, one open per shard), decoded with `np.load` or
+  with `schemas.shards.decode_codes`.
 
 It prints the tables and writes them to the "Shard reads" section of
 `bench/README.md`. Reproduce with:
@@ -55,10 +59,27 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipelines.audio.pcm import encode_flac16, pcm_sha256
-from pipelines.shards.reader import read_index, read_member, read_members
-from pipelines.shards.writer import ShardSample, write_shards
+from pipelines.lake.paths import Lake
+from pipelines.shards.joined import iter_joined
+from pipelines.shards.reader import read_code_index, read_member, read_members
+from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
-from schemas.shards import ShardLimits, ShardSampleMeta, decode_codes, shard_key
+from schemas.shards import (
+    AUDIO_MEMBERS,
+    AUDIO_SHARD_PREFIX,
+    CODE_INDEX_ARROW_SCHEMA,
+    CODE_MEMBERS,
+    CODE_SHARD_PREFIX,
+    SHARD_INDEX_ARROW_SCHEMA,
+    AudioSampleMeta,
+    CodeIndexRow,
+    CodeSampleMeta,
+    ShardIndexRow,
+    ShardLimits,
+    decode_codes,
+    encode_codes,
+    shard_key,
+)
 
 README = REPO / "bench" / "README.md"
 SECTION_TITLE = "## Shard reads"
@@ -67,6 +88,9 @@ CODES_PER_S = 12.5
 NOISE_DBFS = -50.0
 SOURCE = "bench"
 UNIT = "unit-000"
+TOKENIZER_SHA256 = "0" * 64
+AUDIO_FIELD = ShardField(AUDIO_SHARD_PREFIX, AUDIO_MEMBERS)
+CODE_FIELD = ShardField(CODE_SHARD_PREFIX, CODE_MEMBERS)
 
 
 def load_speech_pool() -> np.ndarray:
@@ -84,12 +108,27 @@ def load_speech_pool() -> np.ndarray:
     return np.concatenate(pieces)
 
 
-def make_samples(count: int, seed: int) -> list[ShardSample]:
+@dataclass(frozen=True)
+class Utterance:
+    """One benchmark utterance: its audio shard sample, its code shard sample, its codes."""
+
+    audio: ShardSample
+    codes: ShardSample
+    code_values: np.ndarray
+    duration_s: float
+    pcm_sha256: str
+
+    @property
+    def key(self) -> str:
+        return self.audio.key
+
+
+def make_samples(count: int, seed: int) -> list[Utterance]:
     """`count` speech-like utterances of 5-15 s with random codes and plausible metadata."""
     rng = np.random.default_rng(seed)
     pool = load_speech_pool()
     noise_rms = 10 ** (NOISE_DBFS / 20)
-    samples = []
+    made = []
     for index in range(count):
         duration_s = float(rng.uniform(5.0, 15.0))
         frames = int(duration_s * TARGET_SAMPLE_RATE_HZ)
@@ -98,18 +137,68 @@ def make_samples(count: int, seed: int) -> list[ShardSample]:
         audio = (picked + noise_rms * rng.standard_normal(frames)).astype(np.float32)
         codes = rng.integers(0, 16384, int(duration_s * CODES_PER_S), dtype=np.uint16)
         utterance_id = f"spk{index % 40:03d}/chapter{index % 7}/utt-{index:06d}"
-        meta = ShardSampleMeta(
+        common = dict(
             utterance_id=utterance_id, source=SOURCE, text="a sentence of about this length "
             "spoken in the benchmark", speaker=f"spk{index % 40:03d}", language="en",
-            split="train", duration_s=frames / TARGET_SAMPLE_RATE_HZ, snr_db=25.0,
-            stnr_snr_db=30.0, clipping_ratio=0.0, silence_ratio=0.1, rms_dbfs=-24.0,
-            bandwidth_hz=7900.0, chars_per_s=14.0, n_codes=len(codes),
-            pcm_sha256=pcm_sha256(audio), tokenizer_sha256="0" * 64, tokenizer_is_demo=True,
-            policy_version="bench",
+            split="train", duration_s=frames / TARGET_SAMPLE_RATE_HZ, pcm_sha256=pcm_sha256(audio),
         )
-        samples.append(ShardSample(shard_key(utterance_id), utterance_id, encode_flac16(audio),
-                                   codes, meta))
-    return samples
+        audio_meta = AudioSampleMeta(
+            **common, snr_db=25.0, stnr_snr_db=30.0, clipping_ratio=0.0, silence_ratio=0.1,
+            rms_dbfs=-24.0, bandwidth_hz=7900.0, chars_per_s=14.0,
+        )
+        code_meta = CodeSampleMeta(
+            **common, n_codes=len(codes), tokenizer_sha256=TOKENIZER_SHA256,
+            tokenizer_is_demo=True,
+        )
+        key = shard_key(utterance_id)
+        made.append(Utterance(
+            ShardSample(key, utterance_id, (encode_flac16(audio), encode_meta(audio_meta))),
+            ShardSample(key, utterance_id, (encode_codes(codes), encode_meta(code_meta))),
+            codes, audio_meta.duration_s, audio_meta.pcm_sha256,
+        ))
+    return made
+
+
+def write_unit(lake: Lake, samples: list[Utterance], shard_mb: int) -> list[CodeIndexRow]:
+    """The unit's audio shards and aligned code shards with their indexes; the code rows."""
+    by_key = {u.key: u for u in samples}
+
+    def audio_row(placed: PlacedSample) -> ShardIndexRow:
+        (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
+        u = by_key[placed.sample.key]
+        return ShardIndexRow(
+            key=u.key, utterance_id=placed.sample.utterance_id, source=SOURCE, unit=UNIT,
+            shard=placed.shard, shard_sha256=placed.shard_sha256, shard_bytes=placed.shard_bytes,
+            flac_offset=flac_offset, flac_size=flac_size, json_offset=json_offset,
+            json_size=json_size, duration_s=u.duration_s, pcm_sha256=u.pcm_sha256,
+        )
+
+    audio = write_shards(
+        [u.audio for u in samples], lake.shards_dir(SOURCE, UNIT), AUDIO_FIELD,
+        lake_root=lake.root, index_row=audio_row, index_schema=SHARD_INDEX_ARROW_SCHEMA,
+        limits=ShardLimits(max_bytes=shard_mb * 10**6),
+    )
+    audio_shard = {p.sample.key: p.shard for p in audio}
+    order = [p.shard for p in audio]  # key order, so grouped by shard
+
+    def code_row(placed: PlacedSample) -> CodeIndexRow:
+        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
+        u = by_key[placed.sample.key]
+        return CodeIndexRow(
+            key=u.key, utterance_id=placed.sample.utterance_id, source=SOURCE, unit=UNIT,
+            shard=placed.shard, shard_sha256=placed.shard_sha256, shard_bytes=placed.shard_bytes,
+            codes_offset=codes_offset, codes_size=codes_size, json_offset=json_offset,
+            json_size=json_size, duration_s=u.duration_s, n_codes=len(u.code_values),
+            audio_shard=audio_shard[u.key], tokenizer_sha256=TOKENIZER_SHA256,
+            tokenizer_is_demo=True,
+        )
+
+    write_shards(
+        [u.codes for u in samples], lake.codes_dir(TOKENIZER_SHA256, SOURCE, UNIT), CODE_FIELD,
+        lake_root=lake.root, index_row=code_row, index_schema=CODE_INDEX_ARROW_SCHEMA,
+        sizes=[order.count(shard) for shard in dict.fromkeys(order)],
+    )
+    return read_code_index(lake.codes_dir(TOKENIZER_SHA256, SOURCE, UNIT))
 
 
 def evict(paths: list[Path]) -> None:
@@ -153,29 +242,38 @@ def measure(name: str, rounds: int, run: Callable[[], tuple[int, int]],
 
 
 def read_webdataset(urls: str) -> tuple[int, int]:
-    """All samples through webdataset, raw bytes."""
+    """All audio samples through webdataset, raw bytes."""
     import webdataset as wds
 
     count = size = 0
     for sample in wds.WebDataset(urls, shardshuffle=False):
         count += 1
-        size += len(sample["flac"]) + len(sample["codes.npy"]) + len(sample["json"])
+        size += len(sample["flac"]) + len(sample["json"])
     return count, size
 
 
 def read_webdataset_decoded(urls: str) -> tuple[int, int]:
-    """All samples through webdataset, FLAC decoded to int16, codes and JSON parsed."""
+    """All audio samples through webdataset, FLAC decoded to int16, JSON parsed."""
     import webdataset as wds
 
     count = size = 0
     for sample in wds.WebDataset(urls, shardshuffle=False):
         audio, _ = sf.read(io.BytesIO(sample["flac"]), dtype="int16")
-        codes = decode_codes(sample["codes.npy"])
         meta = json.loads(sample["json"])
         count += 1
-        size += len(sample["flac"]) + len(sample["codes.npy"]) + len(sample["json"])
-        if len(codes) != meta["n_codes"] or not len(audio):
+        size += len(sample["flac"]) + len(sample["json"])
+        if len(audio) != round(meta["duration_s"] * TARGET_SAMPLE_RATE_HZ):
             raise AssertionError(f"{sample['__key__']}: bad read")
+    return count, size
+
+
+def read_joined(lake_root: Path, pairs: list[tuple[str, str]]) -> tuple[int, int]:
+    """Audio joined with codes by key: each audio shard and its code shard in lockstep."""
+    count = size = 0
+    for audio_shard, code_shard in pairs:
+        for sample in iter_joined(lake_root, audio_shard, code_shard):
+            count += 1
+            size += len(sample.flac) + 2 * len(sample.codes)
     return count, size
 
 
@@ -189,7 +287,7 @@ def read_tarfile(shards: list[Path]) -> tuple[int, int]:
                 if handle is not None:
                     size += len(handle.read())
                     members += 1
-    return members // 3, size
+    return members // len(AUDIO_MEMBERS), size
 
 
 def read_raw(shards: list[Path]) -> tuple[int, int]:
@@ -202,14 +300,14 @@ def read_raw(shards: list[Path]) -> tuple[int, int]:
     return 0, size
 
 
-def write_upstream_codes(samples: list[ShardSample], folder: Path) -> list[Path]:
+def write_upstream_codes(samples: list[Utterance], folder: Path) -> list[Path]:
     """The upstream layout: one `<key>_glm4voice.json` (a JSON list of ints) per utterance."""
     folder.mkdir(parents=True)
     paths = []
     for sample in samples:
         path = folder / f"{sample.key}_glm4voice.json"
         with path.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(sample.codes.tolist()))
+            handle.write(json.dumps(sample.code_values.tolist()))
             handle.flush()
             os.fsync(handle.fileno())  # clean pages, so that `evict` can drop them
         paths.append(path)
@@ -227,25 +325,23 @@ def read_upstream_codes(paths: list[Path]) -> tuple[int, int]:
 
 
 def read_codes_webdataset(urls: str) -> tuple[int, int]:
-    """Codes from the shards through webdataset, only `.codes.npy` members selected."""
+    """Codes from the code shards through webdataset (`.codes.npy` and `.json`, as training)."""
     import webdataset as wds
 
     count = n_codes = 0
-    dataset = wds.WebDataset(urls, shardshuffle=False,
-                             select_files=lambda name: name.endswith(".codes.npy"))
-    for sample in dataset:
+    for sample in wds.WebDataset(urls, shardshuffle=False):
         n_codes += len(decode_codes(sample["codes.npy"]))
         count += 1
     return count, n_codes
 
 
 def read_codes_index(lake_root: Path, out_dir: Path, how: str) -> tuple[int, int]:
-    """Codes from the shards through the index (its loading timed too).
+    """Codes from the code shards through their index (its loading timed too).
 
     `how`: "np.load" (`read_member` + `np.load`), "decode" (`read_member` +
     `decode_codes`) or "batched" (`read_members`, one open per shard, + `decode_codes`).
     """
-    rows = read_index(out_dir)
+    rows = read_code_index(out_dir)
     if how == "batched":
         payloads = read_members(lake_root, rows, "codes")
     else:
@@ -286,10 +382,11 @@ def section(info: dict, whole: list[Timing], codes: list[Timing], command: str) 
         f"{info['samples']:,} utterances of 5-15 s ({info['audio_h']:.2f} h): fixture espeak-ng "
         f"LibriSpeech speech looped, plus white noise at {NOISE_DBFS:.0f} dBFS, 16-bit FLAC "
         f"(`encode_flac16`), random uint16 codes at {CODES_PER_S} per second. "
-        f"{info['shards']} shards of at most {info['shard_mb']} MB, "
+        f"{info['shards']} audio shards of at most {info['shard_mb']} MB, "
         f"{info['shard_bytes'] / mb:,.0f} MB in all "
-        f"(FLAC at {info['flac_ratio']:.0%} of 16-bit PCM); "
-        f"`write_shards` took {info['write_s']:.1f} s "
+        f"(FLAC at {info['flac_ratio']:.0%} of 16-bit PCM), and as many code shards, "
+        f"{info['code_shard_bytes'] / mb:,.1f} MB in all; "
+        f"`write_shards` (both fields) took {info['write_s']:.1f} s "
         f"({info['shard_bytes'] / mb / info['write_s']:,.0f} MB/s). One process; each reader "
         f"the fastest of {info['rounds']} rounds, warm (files in the page cache) and cold "
         "(the files' pages dropped with `posix_fadvise(DONTNEED)` before each round; "
@@ -299,7 +396,8 @@ def section(info: dict, whole: list[Timing], codes: list[Timing], command: str) 
         f"- webdataset {info['webdataset']}, numpy {np.__version__}, "
         f"soundfile {sf.__version__} (libsndfile {sf.__libsndfile_version__})",
         "",
-        "Whole samples (MB/s counts member data bytes; the raw read counts file bytes):",
+        "Audio shards (MB/s counts member data bytes; the raw read counts file bytes; the "
+        "join counts FLAC and code bytes):",
         "",
         "| method | samples | warm s | warm samples/s | warm MB/s | cold s | cold samples/s "
         "| cold MB/s |",
@@ -313,7 +411,8 @@ def section(info: dict, whole: list[Timing], codes: list[Timing], command: str) 
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Codes only (each utterance's codes as a uint16 array; M codes/s):",
+        "Codes only, what training reads (each utterance's codes as a uint16 array; "
+        "M codes/s):",
         "",
         "| method | utterances | warm s | warm utt/s | warm M codes/s | cold s | cold utt/s "
         "| cold M codes/s |",
@@ -325,7 +424,7 @@ def section(info: dict, whole: list[Timing], codes: list[Timing], command: str) 
             cells += [f"{seconds:.3f}", f"{t.count / seconds:,.0f}",
                       f"{t.amount / 1e6 / seconds:,.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    wds_raw, wds_decoded, tar_iter, _ = whole
+    wds_raw, wds_decoded, tar_iter, _, joined = whole
     upstream, wds_codes, index_npload, index_decode, index_batched = codes
     overhead_us = (wds_raw.warm_s - tar_iter.warm_s) / wds_raw.count * 1e6
     overhead = (f"{overhead_us:.0f} µs a sample of its own" if overhead_us >= 1
@@ -338,21 +437,24 @@ def section(info: dict, whole: list[Timing], codes: list[Timing], command: str) 
         f"speed of plain `tarfile` iteration warm ({overhead}), "
         "and both parse tar headers far below the I/O ceiling: one reader process is "
         "CPU-bound, not disk-bound.",
-        f"- Decoding dominates a training read: FLAC decoding runs at "
+        f"- Decoding dominates an audio read: FLAC decoding runs at "
         f"{info['audio_h'] * 3600 / wds_decoded.warm_s:,.0f}x real time on one core, "
         f"so the decoded read runs at {wds_raw.warm_s / wds_decoded.warm_s:.0%} of the raw read's "
-        "speed.",
-        f"- Codes only: through the index (`read_members` + `decode_codes`) the shards give codes "
-        f"{upstream.warm_s / index_batched.warm_s:.1f}x as fast as "
-        f"the upstream per-utterance JSON files warm and "
-        f"{upstream.cold_s / index_batched.cold_s:.1f}x cold, with "
-        f"{info['samples'] / info['shards']:,.0f}x fewer files; the upstream cold figure is "
-        "flattered by cached directory entries, and object stores or NFS charge per file. "
-        f"`np.load` instead of `decode_codes` costs "
+        "speed. Joining the codes by key (`iter_joined`, `tarfile` underneath) takes "
+        f"{joined.warm_s / tar_iter.warm_s:.2f}x the time of `tarfile` iteration over the audio "
+        f"alone, warm: the code shards are {info['code_shard_bytes'] / info['shard_bytes']:.2%} "
+        "of the audio shards' bytes.",
+        f"- Codes only: training streams the code shards through `webdataset` at "
+        f"{wds_codes.count / wds_codes.warm_s:,.0f} utterances/s warm, "
+        f"{upstream.warm_s / wds_codes.warm_s:.1f}x the speed of the upstream per-utterance JSON "
+        f"files ({upstream.cold_s / wds_codes.cold_s:.1f}x cold), with "
+        f"{info['samples'] / info['shards']:,.0f}x fewer files and no audio byte read; the "
+        "upstream cold figure is flattered by cached directory entries, and object stores or "
+        "NFS charge per file. Through the index (`read_members` + `decode_codes`): "
+        f"{index_batched.count / index_batched.warm_s:,.0f} utterances/s warm. `np.load` instead "
+        f"of `decode_codes` costs "
         f"{(index_npload.warm_s - index_decode.warm_s) / index_npload.count * 1e6:.0f} µs an "
-        "array (it parses the npy header as Python). `webdataset` has to stream every FLAC byte "
-        f"to reach the codes ({wds_codes.count / wds_codes.warm_s:,.0f} utterances/s): "
-        "codes-only jobs should use the index.",
+        "array (it parses the npy header as Python).",
     ]
     lines += ["", "Reproduce:", "", "```", command, "```", ""]
     return "\n".join(lines)
@@ -384,48 +486,59 @@ def main() -> None:
     print(f"building {args.samples} samples ...", flush=True)
     samples = make_samples(args.samples, args.seed)
     with tempfile.TemporaryDirectory(prefix="bench_shard_read.") as tmp:
-        lake_root = Path(tmp)
-        out_dir = lake_root / "shards" / SOURCE / UNIT
+        lake = Lake(Path(tmp))
+        lake_root = lake.root
         start = time.perf_counter()
-        rows = write_shards(samples, out_dir, ShardLimits(max_bytes=args.shard_mb * 10**6),
-                            source=SOURCE, unit=UNIT, lake_root=lake_root)
+        code_rows = write_unit(lake, samples, args.shard_mb)
         write_s = time.perf_counter() - start
-        shards = sorted(out_dir.glob("shard-*.tar"))
-        urls = f"{out_dir}/shard-{{000000..{len(shards) - 1:06d}}}.tar"
+        audio_dir = lake.shards_dir(SOURCE, UNIT)
+        codes_dir = lake.codes_dir(TOKENIZER_SHA256, SOURCE, UNIT)
+        shards = sorted(audio_dir.glob(f"{AUDIO_SHARD_PREFIX}-*.tar"))
+        code_shards = sorted(codes_dir.glob(f"{CODE_SHARD_PREFIX}-*.tar"))
+        last = len(shards) - 1
+        urls = f"{audio_dir}/{AUDIO_SHARD_PREFIX}-{{000000..{last:06d}}}.tar"
+        code_urls = f"{codes_dir}/{CODE_SHARD_PREFIX}-{{000000..{last:06d}}}.tar"
+        pairs = list(dict.fromkeys((row.audio_shard, row.shard) for row in code_rows))
         upstream = write_upstream_codes(samples, lake_root / "upstream")
-        audio_s = sum(s.meta.duration_s for s in samples)
+        audio_s = sum(s.duration_s for s in samples)
         info = {
-            "samples": len(rows), "shards": len(shards), "shard_mb": args.shard_mb,
-            "shard_bytes": sum(p.stat().st_size for p in shards), "write_s": write_s,
+            "samples": len(code_rows), "shards": len(shards), "shard_mb": args.shard_mb,
+            "shard_bytes": sum(p.stat().st_size for p in shards),
+            "code_shard_bytes": sum(p.stat().st_size for p in code_shards), "write_s": write_s,
             "audio_h": audio_s / 3600,
-            "flac_ratio": sum(len(s.flac) for s in samples) / (audio_s * 16000 * 2),
+            "flac_ratio": sum(len(s.audio.payloads[0]) for s in samples) / (audio_s * 16000 * 2),
             "rounds": args.rounds, "machine": machine(), "webdataset": webdataset.__version__,
         }
         del samples
         load_before = os.getloadavg()[0]
 
-        index = [out_dir / "index.parquet"]
+        index = [codes_dir / "index.parquet"]
         whole = [
             measure("`webdataset.WebDataset`, raw bytes", args.rounds,
                     lambda: read_webdataset(urls), shards),
-            measure("`webdataset` + decode (FLAC → int16, codes, JSON)", args.rounds,
+            measure("`webdataset` + decode (FLAC → int16, JSON)", args.rounds,
                     lambda: read_webdataset_decoded(urls), shards),
             measure("`tarfile` stream iteration (parsing ceiling)", args.rounds,
                     lambda: read_tarfile(shards), shards),
             measure("file read, 1 MiB chunks (I/O ceiling)", args.rounds,
                     lambda: read_raw(shards), shards),
+            measure("audio + codes joined by key (`iter_joined`, raw bytes)", args.rounds,
+                    lambda: read_joined(lake_root, pairs), shards + code_shards),
         ]
         codes = [
             measure("upstream: one `<key>_glm4voice.json` per utterance", args.rounds,
                     lambda: read_upstream_codes(upstream), upstream),
-            measure("shards via `webdataset`, `.codes.npy` selected, `decode_codes`",
-                    args.rounds, lambda: read_codes_webdataset(urls), shards),
-            measure("shards via index, `read_member` + `np.load`", args.rounds,
-                    lambda: read_codes_index(lake_root, out_dir, "np.load"), shards + index),
-            measure("shards via index, `read_member` + `decode_codes`", args.rounds,
-                    lambda: read_codes_index(lake_root, out_dir, "decode"), shards + index),
-            measure("shards via index, `read_members` + `decode_codes`", args.rounds,
-                    lambda: read_codes_index(lake_root, out_dir, "batched"), shards + index),
+            measure("code shards via `webdataset`, `decode_codes` (as training)",
+                    args.rounds, lambda: read_codes_webdataset(code_urls), code_shards),
+            measure("code shards via index, `read_member` + `np.load`", args.rounds,
+                    lambda: read_codes_index(lake_root, codes_dir, "np.load"),
+                    code_shards + index),
+            measure("code shards via index, `read_member` + `decode_codes`", args.rounds,
+                    lambda: read_codes_index(lake_root, codes_dir, "decode"),
+                    code_shards + index),
+            measure("code shards via index, `read_members` + `decode_codes`", args.rounds,
+                    lambda: read_codes_index(lake_root, codes_dir, "batched"),
+                    code_shards + index),
         ]
 
     info["load"] = f"{load_before:.2f} / {os.getloadavg()[0]:.2f}"

@@ -1,11 +1,13 @@
-"""Lineage: which runs, releases, shards, units and sources made a checkpoint.
+"""Lineage: which runs, releases, shards (audio and codes), units and sources made a
+checkpoint.
 
 `lineage(project, checkpoint)` follows the catalogue (read-only) from a checkpoint
 to the training run that produced it (`runs`), from that run's base checkpoint to
 the run that produced it, and so on back to the first stage; then from each run's
-release (`releases`) to its shards with the sha256 they had when released
-(`release_shards`), their work units (`units`) and sources (`sources`, i.e. the
-project's `voxlake.yaml`); and to the evaluations of the checkpoint (`evals`).
+release (`releases`) to its audio shards and code shards with the sha256 they had
+when released (`release_shards`), their work units (`units`) and sources
+(`sources`, i.e. the project's `voxlake.yaml`); and to the evaluations of the
+checkpoint (`evals`).
 
 A checkpoint is named by its path (absolute, or relative to the current folder or
 to the lake root; the run's checkpoint folder `checkpoints/<run_id>` and files
@@ -57,7 +59,8 @@ class UnitLink(BaseModel):
 
     unit: str
     source: str
-    n_shards: int = Field(description="shards of the release in this unit")
+    n_shards: int = Field(description="audio shards of the release in this unit")
+    n_code_shards: int = Field(description="code shards of the release in this unit")
     n_utterances: int = Field(description="utterances of the release (duplicates excluded)")
     duration_s: float = Field(description="their total duration (s)")
     n_inputs: int | None = Field(description="input utterances planned (None: not inventoried)")
@@ -97,7 +100,8 @@ class ReleaseLink(BaseModel):
     tokenizer_sha256: list[str] = Field(description="audio tokenizer checkpoint hashes")
     tokenizer_is_demo: bool
     code_version: str
-    shards: list[ReleaseShard]
+    shards: list[ReleaseShard] = Field(description="the audio shards")
+    code_shards: list[ReleaseShard] = Field(description="the code shards (aligned with the audio)")
     units: list[UnitLink]
     sources: list[SourceLink]
 
@@ -311,29 +315,35 @@ def _release(
             "(`voxlake catalogue rebuild`)?"
         )
     (row,) = rows
-    shards = [
-        ReleaseShard(**s)
-        for s in _rows(
-            con,
-            "SELECT shard, sha256, bytes, source, unit FROM release_shards "
-            "WHERE release = ? ORDER BY shard",
-            [name],
-        )
-    ]
+
+    def shards_of(kind: str) -> list[ReleaseShard]:
+        return [
+            ReleaseShard(**s)
+            for s in _rows(
+                con,
+                "SELECT shard, sha256, bytes, source, unit FROM release_shards "
+                "WHERE release = ? AND kind = ? ORDER BY shard",
+                [name, kind],
+            )
+        ]
+
     unit_rows = _rows(
         con,
         """
         WITH s AS (
-            SELECT source, unit, count(*) AS n_shards FROM release_shards
-            WHERE release = $name GROUP BY ALL
+            SELECT source, unit, count(*) FILTER (WHERE kind = 'audio') AS n_shards,
+                   count(*) FILTER (WHERE kind = 'codes') AS n_code_shards
+            FROM release_shards WHERE release = $name GROUP BY ALL
         ), u AS (
             SELECT rs.source, rs.unit, count(*) AS n_utterances,
                    coalesce(sum(ru.duration_s), 0) AS duration_s
             FROM release_utterances ru
-            JOIN release_shards rs ON rs.release = ru.release AND rs.shard = ru.shard
+            JOIN release_shards rs
+                ON rs.release = ru.release AND rs.kind = 'audio' AND rs.shard = ru.shard
             WHERE ru.release = $name AND ru.split IS NOT NULL GROUP BY ALL
         )
-        SELECT s.unit, s.source, s.n_shards, coalesce(u.n_utterances, 0) AS n_utterances,
+        SELECT s.unit, s.source, s.n_shards, s.n_code_shards,
+               coalesce(u.n_utterances, 0) AS n_utterances,
                coalesce(u.duration_s, 0) AS duration_s, p.n_inputs, p.declared_duration_s,
                p.items_sha256
         FROM s LEFT JOIN u USING (source, unit)
@@ -383,7 +393,8 @@ def _release(
         tokenizer_sha256=row["tokenizer_sha256"] or [],
         tokenizer_is_demo=row["tokenizer_is_demo"],
         code_version=row["code_version"],
-        shards=shards,
+        shards=shards_of("audio"),
+        code_shards=shards_of("codes"),
         units=units,
         sources=sources,
     )

@@ -28,19 +28,22 @@ from schemas.release import (
     ReleaseUtterance,
 )
 from schemas.shards import (
+    CODE_INDEX_ARROW_SCHEMA,
     SHARD_INDEX_ARROW_SCHEMA,
+    AudioSampleMeta,
+    CodeIndexRow,
+    CodeSampleMeta,
     ShardIndexRow,
     ShardLimits,
-    ShardSampleMeta,
 )
-from schemas.tokens import TOKENS_ARROW_SCHEMA, TokenizerConfig, TokensRecord
+from schemas.tokens import TokenizerConfig
 
 __all__ = [
     "MANIFEST_ARROW_SCHEMA",
     "QUALITY_ARROW_SCHEMA",
     "RELEASE_UTTERANCE_ARROW_SCHEMA",
     "SHARD_INDEX_ARROW_SCHEMA",
-    "TOKENS_ARROW_SCHEMA",
+    "CODE_INDEX_ARROW_SCHEMA",
     "CharsPerSecondRange",
     "InventoryItem",
     "ManifestRecord",
@@ -54,12 +57,13 @@ __all__ = [
     "ReleaseUtterance",
     "ShardIndexRow",
     "ShardLimits",
-    "ShardSampleMeta",
+    "AudioSampleMeta",
+    "CodeIndexRow",
+    "CodeSampleMeta",
     "SourceConfig",
     "SourceKind",
     "SourceRules",
     "TokenizerConfig",
-    "TokensRecord",
     "UnitLimits",
     "UnitPlan",
     "arrow_schema",

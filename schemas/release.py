@@ -1,9 +1,11 @@
 """The release contract: an immutable, named selection of shards (a dataset version).
 
 A release lives in `lake/releases/<name>/`: `release.json` (`Release`: what was
-selected, how, and the lineage: shard checksums, policy versions, tokenizer
-hashes, code version) and `utterances.parquet` (`ReleaseUtterance` rows: which
-utterances, in which split). Creating a release that exists is an error.
+selected, how, and the lineage: the checksums of its audio shards and of its code
+shards, policy versions, tokenizer hashes, code version) and `utterances.parquet`
+(`ReleaseUtterance` rows: which utterances, in which split, in which audio shard
+and which code shard). Creating a release that exists is an error. Training reads
+the code shards only; readers that want the audio join the two by key.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ UTTERANCES_FILE = "utterances.parquet"
 
 
 class ReleaseShard(BaseModel):
-    """One shard a release reads from, with the checksum it had when released."""
+    """One shard (audio or codes) a release reads from, with the checksum it had when released."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -50,7 +52,8 @@ class ReleaseUtterance(BaseModel):
 
     utterance_id: str
     key: str
-    shard: str
+    shard: str = Field(description="the audio shard, relative to the lake root")
+    codes_shard: str = Field(description="the aligned code shard, relative to the lake root")
     source: str
     language: str | None
     speaker: str | None
@@ -80,7 +83,10 @@ class Release(BaseModel):
     tokenizer_sha256: list[str]
     tokenizer_is_demo: bool
     code_version: str
-    shards: list[ReleaseShard]
+    shards: list[ReleaseShard] = Field(description="the audio shards")
+    code_shards: list[ReleaseShard] = Field(
+        description="the code shards (one tokenizer), aligned with the audio shards"
+    )
 
 
 RELEASE_UTTERANCE_ARROW_SCHEMA = arrow_schema(ReleaseUtterance)

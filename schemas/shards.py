@@ -1,9 +1,21 @@
-"""The shard contract: WebDataset tars of accepted utterances and their index.
+"""The shard contract: audio shards and code shards, two aligned WebDataset fields.
 
-Each sample of a shard is `<key>.flac` (16 kHz mono 16-bit), `<key>.codes.npy`
-(uint16 GLM-4-Voice codes) and `<key>.json` (`ShardSampleMeta`), consecutive in
-the tar. `lake/shards/<source>/<unit>/index.parquet` holds one `ShardIndexRow`
-per sample: where each member's bytes lie in which shard, and the shard's sha256.
+A unit's accepted utterances are stored as two fields, as lhotse Shar keeps one
+tar per field:
+
+- audio shards `lake/shards/<source>/<unit>/audio-000000.tar` …, written by the
+  quality step (the one step that decodes the source): per sample
+  `<key>.flac` (16 kHz mono 16-bit) and `<key>.json` (`AudioSampleMeta`), with
+  `index.parquet` beside them (one `ShardIndexRow` per sample);
+- code shards `lake/codes/<tokenizer>/<source>/<unit>/codes-000000.tar` …,
+  written by the tokens step from the audio shards: per sample `<key>.codes.npy`
+  (uint16 GLM-4-Voice codes) and `<key>.json` (`CodeSampleMeta`: what training
+  needs besides the codes), with their own `index.parquet` (`CodeIndexRow`).
+  `<tokenizer>` is the first 16 hex digits of the tokenizer checkpoint's hash.
+
+Code shard `codes-N.tar` holds exactly the keys of audio shard `audio-N.tar`, in
+the same order: the two fields join by key, shard by shard. Members of a sample
+are consecutive in their tar.
 """
 
 from __future__ import annotations
@@ -20,7 +32,10 @@ from schemas.arrow import arrow_schema
 
 
 class ShardLimits(BaseModel):
-    """Upper bounds of one shard (whichever is reached first closes it)."""
+    """Upper bounds of one audio shard (whichever is reached first closes it).
+
+    Code shards follow the audio shards' boundaries, so they are bounded too.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -28,8 +43,12 @@ class ShardLimits(BaseModel):
     max_samples: int = Field(10_000, ge=1, description="samples per shard")
 
 
-class ShardSampleMeta(BaseModel):
-    """`<key>.json` inside a shard: what a training job needs besides audio and codes."""
+class AudioSampleMeta(BaseModel):
+    """`<key>.json` of an audio shard: what was said, by whom, and how the audio measured.
+
+    Nothing here depends on the quality policy or the tokenizer, so neither a policy
+    edit nor another tokenizer changes an audio shard's bytes.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,15 +66,29 @@ class ShardSampleMeta(BaseModel):
     rms_dbfs: float | None
     bandwidth_hz: float | None
     chars_per_s: float | None
-    n_codes: int
     pcm_sha256: str
+
+
+class CodeSampleMeta(BaseModel):
+    """`<key>.json` of a code shard: what a training job needs besides the codes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    utterance_id: str
+    source: str
+    text: str | None
+    speaker: str | None
+    language: str | None
+    split: str | None
+    duration_s: float
+    n_codes: int
+    pcm_sha256: str = Field(description="hash of the 16-bit audio the codes were made from")
     tokenizer_sha256: str
     tokenizer_is_demo: bool
-    policy_version: str
 
 
 class ShardIndexRow(BaseModel):
-    """One sample in `index.parquet`: its key, its shard and its members' byte ranges."""
+    """One sample of an audio shard in `index.parquet`: its shard and its members' byte ranges."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,21 +101,45 @@ class ShardIndexRow(BaseModel):
     shard_bytes: int
     flac_offset: int = Field(description="byte offset of the member's data in the tar")
     flac_size: int
+    json_offset: int
+    json_size: int
+    duration_s: float
+    pcm_sha256: str
+
+
+class CodeIndexRow(BaseModel):
+    """One sample of a code shard in the code `index.parquet`, and its audio shard."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    utterance_id: str
+    source: str
+    unit: str
+    shard: str = Field(description="code shard path relative to the lake root")
+    shard_sha256: str
+    shard_bytes: int
     codes_offset: int
     codes_size: int
     json_offset: int
     json_size: int
     duration_s: float
     n_codes: int
+    audio_shard: str = Field(description="the aligned audio shard, relative to the lake root")
+    tokenizer_sha256: str
+    tokenizer_is_demo: bool
 
 
 SHARD_INDEX_ARROW_SCHEMA = arrow_schema(ShardIndexRow)
+CODE_INDEX_ARROW_SCHEMA = arrow_schema(CodeIndexRow)
 
 
 # --- names and codecs of shard files and members ----------------------------------------
 
-MEMBER_EXTENSIONS: tuple[str, ...] = ("flac", "codes.npy", "json")
-"""The members of every sample, in the order they are written."""
+AUDIO_MEMBERS: tuple[str, ...] = ("flac", "json")
+"""The members of every audio sample, in the order they are written."""
+CODE_MEMBERS: tuple[str, ...] = ("codes.npy", "json")
+"""The members of every code sample, in the order they are written."""
 
 Member = Literal["flac", "codes", "json"]
 
@@ -95,12 +152,15 @@ _NPY_UINT16_HEADER = re.compile(
 )
 
 INDEX_NAME = "index.parquet"
-SHARD_GLOB = "shard-*.tar"
+AUDIO_SHARD_PREFIX = "audio"
+CODE_SHARD_PREFIX = "codes"
+TOKENIZER_DIR_HEX = 16
+"""Hex digits of the tokenizer checkpoint hash that name its code folder."""
 
 _KEY_DISALLOWED = re.compile(r"[^A-Za-z0-9_-]")
 _KEY_VALID = re.compile(r"[A-Za-z0-9_-]+")
 _HASH_SUFFIX = re.compile(r"-[0-9a-f]{8}$")
-_SHARD_NAME = re.compile(r"shard-(\d{6,})\.tar")
+_SHARD_NAME = re.compile(r"(audio|codes)-(\d{6,})\.tar")
 
 
 class ShardFormatError(ValueError):
@@ -134,9 +194,22 @@ def shard_key(utterance_id: str) -> str:
     return key
 
 
-def shard_name(index: int) -> str:
-    """File name of the `index`-th shard of a unit (0-based): `shard-000041.tar`."""
-    return f"shard-{index:06d}.tar"
+def shard_name(prefix: str, index: int) -> str:
+    """File name of the `index`-th shard (0-based) of a field: `audio-000041.tar`."""
+    return f"{prefix}-{index:06d}.tar"
+
+
+def shard_number(name: str) -> int | None:
+    """The 0-based number of a shard file name (`audio-000041.tar` → 41); None if not one."""
+    match = _SHARD_NAME.fullmatch(name)
+    return int(match.group(2)) if match else None
+
+
+def tokenizer_dir_name(tokenizer_sha256: str) -> str:
+    """The folder of a tokenizer's code shards: the first 16 hex digits of its hash."""
+    if not re.fullmatch(r"[0-9a-f]{16,64}", tokenizer_sha256):
+        raise ValueError(f"not a tokenizer sha256: {tokenizer_sha256!r}")
+    return tokenizer_sha256[:TOKENIZER_DIR_HEX]
 
 
 def encode_codes(codes: np.ndarray) -> bytes:

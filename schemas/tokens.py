@@ -1,17 +1,11 @@
-"""The tokens contract: GLM-4-Voice codes per accepted utterance, and the tokenizer settings.
-
->>> TOKENS_ARROW_SCHEMA.field("codes").type
-ListType(list<item: uint16>)
-"""
+"""The tokenizer settings. The codes themselves live in code shards (`schemas/shards.py`)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.arrow import arrow_schema
 
 DEMO_TOKENIZER_DIR = "models/glm4voice-demo"
 
@@ -34,22 +28,3 @@ class TokenizerConfig(BaseModel):
     max_batch_frames: int = Field(
         48_000, ge=3000, description="log-mel frames per batch (30 s window = 3000)"
     )
-
-
-class TokensRecord(BaseModel):
-    """One row of `lake/tokens/<source>/<unit>.parquet`: the codes of one accepted utterance."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    utterance_id: str
-    source: str
-    unit: str
-    duration_s: float = Field(description="seconds of 16 kHz audio that were tokenized")
-    n_samples: int = Field(description="16 kHz samples that were tokenized")
-    codes: list[int] = Field(description="GLM-4-Voice codes in [0, 16384), 12.5 per second")
-    n_codes: int
-    tokenizer_sha256: str = Field(description="content hash of the tokenizer checkpoint")
-    tokenizer_is_demo: bool = Field(description="random-weight demo checkpoint: codes mean nothing")
-
-
-TOKENS_ARROW_SCHEMA = arrow_schema(TokensRecord, narrower={"codes": pa.list_(pa.uint16())})

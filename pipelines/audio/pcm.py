@@ -61,6 +61,19 @@ def pcm_sha256(samples: np.ndarray) -> str:
     return bytes_sha256(pcm16(samples).astype("<i2", copy=False).tobytes())
 
 
+def flac16_of_pcm(pcm: np.ndarray, rate: int = TARGET_SAMPLE_RATE_HZ) -> bytes:
+    """16-bit FLAC bytes of int16 PCM (`pcm16`'s output), at `rate` Hz."""
+    buffer = io.BytesIO()
+    sf.write(buffer, pcm, rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def decode_flac16(data: bytes) -> np.ndarray:
+    """The float32 samples (k / 32768) of a 16-bit FLAC file's bytes: `stored_samples` form."""
+    samples, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    return samples
+
+
 def encode_flac16(samples: np.ndarray, rate: int = TARGET_SAMPLE_RATE_HZ) -> bytes:
     """Encode mono (or (frames, channels)) float samples as 16-bit FLAC bytes at `rate` Hz.
 

@@ -9,6 +9,7 @@ reads tar members into memory through `tarfile.extractfile` (never
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -46,6 +47,13 @@ class AudioRefError(Exception):
         self.message = message
 
 
+@functools.lru_cache(maxsize=64)
+def _real_root(root: Path) -> Path:
+    # A source's root is resolved once per process, not once per utterance (the paths
+    # under it still are: a symlink inside the root may point anywhere).
+    return Path(os.path.realpath(root))
+
+
 def resolve_under(root: Path, relative: str, allowed_roots: tuple[Path, ...] = ()) -> Path:
     """Resolve `relative` under `root`; raise `AudioRefError('path_escape')` if it leaves it.
 
@@ -55,7 +63,7 @@ def resolve_under(root: Path, relative: str, allowed_roots: tuple[Path, ...] = (
     candidate = Path(relative)
     joined = candidate if candidate.is_absolute() else root / candidate
     resolved = Path(os.path.realpath(joined))
-    roots = (Path(os.path.realpath(root)), *(Path(os.path.realpath(r)) for r in allowed_roots))
+    roots = (_real_root(root), *(_real_root(r) for r in allowed_roots))
     if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
         raise AudioRefError(
             "path_escape", f"{relative!r} resolves to {resolved}, outside {roots[0]}"

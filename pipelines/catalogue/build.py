@@ -23,21 +23,21 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import duckdb
 
 from pipelines.catalogue.errors import CatalogueLockedError
-from pipelines.catalogue.load import insert_rows, load_entities
+from pipelines.catalogue.load import load_entities
 from pipelines.catalogue.lock import DEFAULT_LOCK_WAIT_S, connect_catalogue, writer_lock
 from pipelines.catalogue.scan import GROUPS, LakeFile, entity_fingerprints, scan_lake
 from pipelines.catalogue.tables import (
     CATALOGUE_SCHEMA_VERSION,
     create_tables,
-    table_arrow_schema,
     tables_unlike_definitions,
 )
 from pipelines.project import Project
+from pipelines.tokenizer import configured_tokenizer_sha256
 
 
 @dataclass
@@ -55,6 +55,8 @@ class CatalogueStats:
     n_pending: int = 0
     n_units: int = 0
     n_shards: int = 0
+    n_code_shards: int = 0
+    tokenizer_sha256: str | None = None
     n_releases: int = 0
     n_runs: int = 0
     n_evals: int = 0
@@ -68,7 +70,8 @@ def _stats(con: duckdb.DuckDBPyConnection, stats: CatalogueStats) -> CatalogueSt
         SELECT count(*), count(*) FILTER (WHERE status = 'accepted'),
                count(*) FILTER (WHERE status = 'rejected'),
                count(*) FILTER (WHERE status = 'pending'), count(DISTINCT unit),
-               (SELECT count(*) FROM shards), (SELECT count(*) FROM releases),
+               (SELECT count(*) FROM shards), (SELECT count(*) FROM code_shards),
+               (SELECT count(*) FROM releases),
                (SELECT count(*) FROM runs), (SELECT count(*) FROM evals)
         FROM utterances
         """
@@ -81,6 +84,7 @@ def _stats(con: duckdb.DuckDBPyConnection, stats: CatalogueStats) -> CatalogueSt
         stats.n_pending,
         stats.n_units,
         stats.n_shards,
+        stats.n_code_shards,
         stats.n_releases,
         stats.n_runs,
         stats.n_evals,
@@ -88,11 +92,9 @@ def _stats(con: duckdb.DuckDBPyConnection, stats: CatalogueStats) -> CatalogueSt
     return stats
 
 
-def _info_rows(project: Project) -> list[dict[str, Any]]:
-    return [
-        {"name": "schema_version", "value": str(CATALOGUE_SCHEMA_VERSION)},
-        {"name": "lake_root", "value": str(project.lake.root.resolve())},
-    ]
+def _tokenizer_sha256(project: Project) -> str | None:
+    """The configured tokenizer's hash: the catalogue holds its codes (None: no checkpoint)."""
+    return configured_tokenizer_sha256(project.directory, project.config.tokenizer)
 
 
 def rebuild_catalogue(
@@ -139,17 +141,17 @@ def _rebuild_locked(project: Project, path: Path, reason: str) -> CatalogueStats
         else:
             _remove_database(stale)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    files = scan_lake(project.lake)
+    tokenizer_sha256 = _tokenizer_sha256(project)
+    files = scan_lake(project.lake, tokenizer_sha256)
     everything = {g: set(by) for g, by in entity_fingerprints(files).items()}
-    stats = CatalogueStats(path=path, mode="rebuild", reason=reason)
+    stats = CatalogueStats(
+        path=path, mode="rebuild", reason=reason, tokenizer_sha256=tokenizer_sha256
+    )
     try:
         con = duckdb.connect(str(tmp))
         try:
             create_tables(con)
-            insert_rows(
-                con, "catalogue_info", _info_rows(project), table_arrow_schema("catalogue_info")
-            )
-            load_entities(con, project, files, everything)
+            load_entities(con, project, files, everything, tokenizer_sha256)
             _stats(con, stats)
             con.execute("CHECKPOINT")
         finally:
@@ -196,12 +198,14 @@ def update_catalogue(
 ) -> CatalogueStats:
     """Bring the catalogue up to date with the lake, refreshing only what changed.
 
-    Work units whose lake files (manifest, quality, tokens, shard index) were
-    added, replaced or removed since the catalogue recorded them in `lake_files`
-    are deleted and re-inserted; with `units` given, exactly those units are
-    refreshed, changed or not (other units wait for a later update). Releases,
-    runs, evaluations and units indexes are refreshed the same way, the sources
-    always; everything in one transaction. A missing or unreadable catalogue, or
+    Work units whose lake files (manifest, quality, audio shard index, code shard
+    index of the configured tokenizer) were added, replaced or removed since the
+    catalogue recorded them in `lake_files` are deleted and re-inserted; with
+    `units` given, exactly those units are refreshed, changed or not (other units
+    wait for a later update). When the configured tokenizer is not the one the
+    catalogue recorded, every unit with a code index of either is refreshed too.
+    Releases, runs, evaluations and units indexes are refreshed the same way, the
+    sources always; everything in one transaction. A missing or unreadable catalogue, or
     one of another schema version or lake, or whose tables' columns differ from
     their definitions (a contract gained a field), is rebuilt instead. The result equals
     `rebuild_catalogue`. Raises `CatalogueLockedError` if another process holds
@@ -235,7 +239,8 @@ def update_catalogue(
 def _update_open(
     con: duckdb.DuckDBPyConnection, project: Project, path: Path, units: list[str] | None
 ) -> CatalogueStats:
-    files = scan_lake(project.lake)
+    tokenizer_sha256 = _tokenizer_sha256(project)
+    files = scan_lake(project.lake, tokenizer_sha256)
     current = entity_fingerprints(files)
     recorded_files = [
         LakeFile(*row)
@@ -250,8 +255,16 @@ def _update_open(
         refreshed[group] = {n for n in names if current[group].get(n) != recorded[group].get(n)}
     if units is not None:
         refreshed["unit"] = set(units)
-    load_entities(con, project, files, refreshed)
-    stats = CatalogueStats(path=path, mode="update", reason="incremental")
+    info = dict(con.execute("SELECT name, value FROM catalogue_info").fetchall())
+    if info.get("tokenizer_sha256") != tokenizer_sha256:
+        # Every unit with codes of the old or the new tokenizer, whatever `units` says (the
+        # catalogue holds one tokenizer's codes) and whatever its files say (two tokenizers
+        # whose hashes share the first 16 hex digits share a code folder).
+        refreshed["unit"] |= {f.entity for f in [*files, *recorded_files] if f.kind == "code_index"}
+    load_entities(con, project, files, refreshed, tokenizer_sha256)
+    stats = CatalogueStats(
+        path=path, mode="update", reason="incremental", tokenizer_sha256=tokenizer_sha256
+    )
     stats.units_refreshed = sorted(refreshed["unit"])
     stats.releases_refreshed = sorted(refreshed["release"])
     return _stats(con, stats)

@@ -1,12 +1,23 @@
 """Loading the catalogue's tables from the lake files, the same way for a rebuild and an update.
 
+Why this module is long: every table's load (units, sources, releases, runs,
+evaluations) shares one delete-and-reload protocol and one SQL vocabulary; split, the
+update and the rebuild could drift apart.
+
 Each entity (work unit, source, release, run, evaluation) is loaded by deleting its
 rows and re-reading its files, so an updated catalogue equals a rebuilt one.
 Loading is vectorised: the unit tables are filled by `INSERT ... SELECT` over
 `read_parquet` of the lake files, about a million utterances per statement (so
 memory stays bounded), never row by row in Python; only the few JSON files of
 releases, runs and evaluations are parsed in Python, each validated with its
-contract. The token files' `codes` column is never read.
+contract. Shards themselves are never opened: their indexes say what they hold.
+
+A unit's codes are those of its code index (the configured tokenizer's) only when
+that index is aligned with the unit's audio index: the same keys, each in the code
+shard of the audio shard it is in (same shard number). A code index that is not
+(stale: the quality step rewrote the audio shards after a policy edit and the
+tokens step has not run since) is not catalogued: the unit's utterances have no
+codes until it has.
 """
 
 from __future__ import annotations
@@ -25,22 +36,20 @@ from pydantic import ValidationError
 from pipelines.catalogue.errors import CatalogueError
 from pipelines.catalogue.scan import GROUP_OF_KIND, UNIT_KINDS, LakeFile
 from pipelines.catalogue.tables import (
+    CATALOGUE_SCHEMA_VERSION,
     MANIFEST_FIELDS,
     QUALITY_MEASURES,
     RELEASE_NESTED,
     RELEASE_RENAMED,
+    RELEASE_SHARD_KINDS,
     TABLES,
     table_arrow_schema,
 )
 from pipelines.lake.paths import Lake
 from pipelines.project import Project
-from schemas import (
-    MANIFEST_ARROW_SCHEMA,
-    QUALITY_ARROW_SCHEMA,
-    SHARD_INDEX_ARROW_SCHEMA,
-    TOKENS_ARROW_SCHEMA,
-)
+from schemas import MANIFEST_ARROW_SCHEMA, QUALITY_ARROW_SCHEMA
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release
+from schemas.shards import CODE_INDEX_ARROW_SCHEMA, SHARD_INDEX_ARROW_SCHEMA
 from schemas.training import EvalRecord, RunRecord
 
 BATCH_MANIFEST_BYTES = 64 * 2**20
@@ -54,8 +63,8 @@ def _sql_str(value: str) -> str:
 _EMPTY_SCHEMAS = {
     "manifest": MANIFEST_ARROW_SCHEMA,
     "quality": QUALITY_ARROW_SCHEMA,
-    "tokens": TOKENS_ARROW_SCHEMA,
     "shard_index": SHARD_INDEX_ARROW_SCHEMA,
+    "code_index": CODE_INDEX_ARROW_SCHEMA,
     "release_utterances": RELEASE_UTTERANCE_ARROW_SCHEMA,
 }
 
@@ -75,7 +84,43 @@ _UNIT_OF_FILE = "parse_filename(filename, true)"
 _UNIT_OF_INDEX = "parse_filename(parse_dirpath(filename))"
 
 
-def _utterances_insert_sql(manifests: str, quality: str, tokens: str, index: str) -> str:
+_SHARD_NUMBER = r"'-(\d+)\.tar$'"
+
+
+def _unit_rows_sql(index: str, codes: str, tokenizer_sha256: str | None) -> str:
+    """`WITH` tables `s` (audio index rows) and `c` (code index rows of aligned units only).
+
+    A unit's code index is aligned when every audio sample has a code sample of the same
+    key, utterance and tokenizer in the code shard of the same number that names the
+    audio shard as its own, and no code sample lacks its audio sample.
+    """
+    tokenizer = _sql_str(tokenizer_sha256) if tokenizer_sha256 else "NULL"
+    return f"""
+s AS (
+    SELECT {_UNIT_OF_INDEX} AS unit, utterance_id, key, shard FROM {index}
+), c_all AS (
+    SELECT {_UNIT_OF_INDEX} AS unit, utterance_id, key, shard AS codes_shard, audio_shard,
+           n_codes, tokenizer_sha256, tokenizer_is_demo, shard_sha256, shard_bytes, duration_s,
+           source
+    FROM {codes}
+), aligned AS (
+    SELECT coalesce(s.unit, c_all.unit) AS unit
+    FROM s FULL OUTER JOIN c_all ON c_all.unit = s.unit AND c_all.key = s.key
+    GROUP BY ALL
+    HAVING bool_and(
+        s.key IS NOT NULL AND c_all.key IS NOT NULL
+        AND c_all.utterance_id = s.utterance_id AND c_all.audio_shard = s.shard
+        AND regexp_extract(c_all.codes_shard, {_SHARD_NUMBER}, 1)
+            = regexp_extract(s.shard, {_SHARD_NUMBER}, 1)
+        AND c_all.tokenizer_sha256 IS NOT DISTINCT FROM {tokenizer})
+), c AS (
+    SELECT * FROM c_all WHERE unit IN (SELECT unit FROM aligned)
+)"""
+
+
+def _utterances_insert_sql(
+    manifests: str, quality: str, index: str, codes: str, tokenizer_sha256: str | None
+) -> str:
     manifest_columns = ", ".join(MANIFEST_FIELDS)
     measures = ", ".join(QUALITY_MEASURES)
     return f"""
@@ -90,13 +135,7 @@ WITH m AS (
            reject_value, reject_threshold, reject_message, failed_rules, policy_version,
            duration_s AS measured_duration_s, {measures}
     FROM {quality}
-), t AS (
-    SELECT {_UNIT_OF_FILE} AS unit, utterance_id, n_codes, tokenizer_sha256, tokenizer_is_demo
-    FROM {tokens}
-), s AS (
-    SELECT {_UNIT_OF_INDEX} AS unit, utterance_id, key, shard
-    FROM {index}
-)
+), {_unit_rows_sql(index, codes, tokenizer_sha256).strip()}
 SELECT m.* EXCLUDE (ingest_reason, ingest_message),
        CASE WHEN m.ingest_status = 'rejected' THEN 'rejected'
             ELSE coalesce(q.status, 'pending') END AS status,
@@ -110,12 +149,24 @@ SELECT m.* EXCLUDE (ingest_reason, ingest_message),
        q.failed_rules, q.policy_version,
        coalesce(q.measured_duration_s, m.declared_duration_s) AS duration_s,
        q.measured_duration_s, {", ".join("q." + c for c in QUALITY_MEASURES)},
-       t.n_codes, t.tokenizer_sha256, t.tokenizer_is_demo,
-       s.key, s.shard
+       c.n_codes, c.tokenizer_sha256, c.tokenizer_is_demo,
+       s.key, s.shard, c.codes_shard
 FROM m
 LEFT JOIN q ON q.unit = m.unit AND q.utterance_id = m.utterance_id
-LEFT JOIN t ON t.unit = m.unit AND t.utterance_id = m.utterance_id
 LEFT JOIN s ON s.unit = m.unit AND s.utterance_id = m.utterance_id
+LEFT JOIN c ON c.unit = m.unit AND c.utterance_id = m.utterance_id
+"""
+
+
+def _code_shards_insert_sql(index: str, codes: str, tokenizer_sha256: str | None) -> str:
+    return f"""
+INSERT INTO code_shards BY NAME
+WITH {_unit_rows_sql(index, codes, tokenizer_sha256).strip()}
+SELECT codes_shard AS shard, source, unit, tokenizer_sha256, tokenizer_is_demo,
+       shard_sha256 AS sha256, shard_bytes AS bytes, count(*) AS n_samples,
+       sum(n_codes) AS n_codes, sum(duration_s) AS duration_s, audio_shard
+FROM c
+GROUP BY ALL
 """
 
 
@@ -145,14 +196,19 @@ def _unit_batches(files: list[LakeFile], units: set[str]) -> list[dict[str, list
 
 
 def _load_units(
-    con: duckdb.DuckDBPyConnection, lake: Lake, files: list[LakeFile], units: set[str]
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    files: list[LakeFile],
+    units: set[str],
+    tokenizer_sha256: str | None,
 ) -> None:
-    """Replace the `utterances` and `shards` rows of `units` with what their files hold."""
+    """Replace the `utterances`, `shards` and `code_shards` rows of `units` with what their
+    files hold (codes of tokenizer `tokenizer_sha256`, the configured one)."""
     if not units:
         return
     in_units = _in_list(units)
-    con.execute(f"DELETE FROM utterances WHERE unit IN {in_units}")
-    con.execute(f"DELETE FROM shards WHERE unit IN {in_units}")
+    for table in ("utterances", "shards", "code_shards"):
+        con.execute(f"DELETE FROM {table} WHERE unit IN {in_units}")
     for batch in _unit_batches(files, units):
         if not batch["manifest"]:
             continue  # no manifest: the unit has no utterances (yet, or any more)
@@ -164,8 +220,9 @@ def _load_units(
             _utterances_insert_sql(
                 relations["manifest"],
                 relations["quality"],
-                relations["tokens"],
                 relations["shard_index"],
+                relations["code_index"],
+                tokenizer_sha256,
             )
         )
         if batch["shard_index"]:
@@ -177,6 +234,12 @@ def _load_units(
                 FROM {relations["shard_index"]}
                 GROUP BY ALL
                 """
+            )
+        if batch["code_index"]:
+            con.execute(
+                _code_shards_insert_sql(
+                    relations["shard_index"], relations["code_index"], tokenizer_sha256
+                )
             )
 
 
@@ -216,6 +279,28 @@ def _load_units_index(
                     }
                 )
     insert_rows(con, "units", rows, table_arrow_schema("units"))
+
+
+def _info_rows(project: Project, tokenizer_sha256: str | None) -> list[dict[str, Any]]:
+    """The `catalogue_info` rows: schema version, lake root, the tokenizer whose codes it holds."""
+    return [
+        {"name": "schema_version", "value": str(CATALOGUE_SCHEMA_VERSION)},
+        {"name": "lake_root", "value": str(project.lake.root.resolve())},
+        {"name": "tokenizer_sha256", "value": tokenizer_sha256},
+    ]
+
+
+def _load_info(
+    con: duckdb.DuckDBPyConnection, project: Project, tokenizer_sha256: str | None
+) -> None:
+    """Replace `catalogue_info` (the tokenizer may have changed since the last build)."""
+    con.execute("DELETE FROM catalogue_info")
+    insert_rows(
+        con,
+        "catalogue_info",
+        _info_rows(project, tokenizer_sha256),
+        table_arrow_schema("catalogue_info"),
+    )
 
 
 def _load_sources(con: duckdb.DuckDBPyConnection, project: Project) -> None:
@@ -277,7 +362,11 @@ def _load_releases(
         for field_name, column in RELEASE_RENAMED.items():
             row[column] = row.pop(field_name)
         release_rows.append(row)
-        shard_rows.extend({"release": release.name, **s.model_dump()} for s in release.shards)
+        for field_name, kind in RELEASE_SHARD_KINDS.items():
+            shard_rows.extend(
+                {"release": release.name, "kind": kind, **s.model_dump()}
+                for s in getattr(release, field_name)
+            )
     insert_rows(con, "releases", release_rows, table_arrow_schema("releases"))
     insert_rows(con, "release_shards", shard_rows, table_arrow_schema("release_shards"))
     utterance_paths = [
@@ -397,17 +486,23 @@ def load_entities(
     project: Project,
     files: list[LakeFile],
     refreshed: dict[str, set[str]],
+    tokenizer_sha256: str | None,
 ) -> None:
-    """Replace every refreshed entity's rows (and the sources) in one transaction."""
+    """Replace every refreshed entity's rows (and the sources) in one transaction.
+
+    `files` are `scan_lake(project.lake, tokenizer_sha256)`: units get the codes of
+    tokenizer `tokenizer_sha256` (the configured one), which `catalogue_info` records.
+    """
     lake = project.lake
     # Row order means nothing in the catalogue; keeping the files' order costs a third of
     # the loading time over many small unit files.
     con.execute("SET preserve_insertion_order = false")
     con.execute("BEGIN TRANSACTION")
     try:
+        _load_info(con, project, tokenizer_sha256)
         _load_sources(con, project)
         _load_units_index(con, lake, files, refreshed["source"])
-        _load_units(con, lake, files, refreshed["unit"])
+        _load_units(con, lake, files, refreshed["unit"], tokenizer_sha256)
         _load_releases(con, lake, files, refreshed["release"])
         _load_records(con, lake, files, refreshed["run"], "run")
         _load_records(con, lake, files, refreshed["eval"], "eval")

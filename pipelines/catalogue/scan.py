@@ -16,8 +16,9 @@ from pathlib import Path
 
 from pipelines.lake.paths import RECORD_FILE_SUFFIX, UNIT_FILE_SUFFIX, Lake
 
-# Lake file kinds, and the entity each kind's files belong to.
-UNIT_KINDS = ("manifest", "quality", "tokens", "shard_index")
+# Lake file kinds, and the entity each kind's files belong to. A unit's `code_index` is
+# the one of the configured tokenizer only: codes of other tokenizers are not catalogued.
+UNIT_KINDS = ("manifest", "quality", "shard_index", "code_index")
 RELEASE_KINDS = ("release", "release_utterances")
 GROUP_OF_KIND = {
     **dict.fromkeys(UNIT_KINDS, "unit"),
@@ -68,12 +69,17 @@ def _files(folder: str | Path, suffix: str) -> list[os.DirEntry[str]]:
         return [e for e in _visible(entries) if e.name.endswith(suffix) and e.is_file()]
 
 
-def scan_lake(lake: Lake) -> list[LakeFile]:
+def scan_lake(lake: Lake, tokenizer_sha256: str | None) -> list[LakeFile]:
     """Every lake file the catalogue reads, sorted by path.
 
-    Per unit: its manifest, quality and tokens files and its shard index; per
-    source: its units index; per release: its `Release` record and utterances;
-    every training-run and evaluation record (`Lake` says where each lies).
+    Per unit: its manifest and quality files, its audio shard index and the code
+    shard index of tokenizer `tokenizer_sha256` (the configured one; None while its
+    checkpoint does not exist: no code index then); per source: its units index; per
+    release: its `Release` record and utterances; every training-run and evaluation
+    record (`Lake` says where each lies).
+
+    The code index's path names its tokenizer, so configuring another tokenizer
+    changes the files of exactly the units that have codes of either.
     """
     root = lake.root
     found: list[LakeFile] = []
@@ -83,11 +89,7 @@ def scan_lake(lake: Lake) -> list[LakeFile]:
         relative = Path(path).relative_to(root).as_posix()
         found.append(LakeFile(relative, kind, entity, stat.st_size, stat.st_mtime_ns, stat.st_ino))
 
-    for kind, folder in (
-        ("manifest", lake.manifests_dir()),
-        ("quality", lake.quality_dir()),
-        ("tokens", lake.tokens_dir()),
-    ):
+    for kind, folder in (("manifest", lake.manifests_dir()), ("quality", lake.quality_dir())):
         for source_dir in _subdirs(folder):
             for entry in _files(source_dir.path, UNIT_FILE_SUFFIX):
                 add(entry.path, kind, entry.name.removesuffix(UNIT_FILE_SUFFIX))
@@ -96,6 +98,12 @@ def scan_lake(lake: Lake) -> list[LakeFile]:
             index = lake.shard_index(source_dir.name, unit_dir.name)
             if index.is_file():
                 add(index, "shard_index", unit_dir.name)
+    if tokenizer_sha256 is not None:
+        for source_dir in _subdirs(lake.codes_root(tokenizer_sha256)):
+            for unit_dir in _subdirs(Path(source_dir.path)):
+                index = lake.code_index(tokenizer_sha256, source_dir.name, unit_dir.name)
+                if index.is_file():
+                    add(index, "code_index", unit_dir.name)
     for source_dir in _subdirs(lake.inventory_root()):
         units_json = lake.units_index(source_dir.name)
         if units_json.is_file():

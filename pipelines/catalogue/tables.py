@@ -22,7 +22,7 @@ from schemas.arrow import arrow_schema
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard
 from schemas.training import EvalRecord, RunRecord
 
-CATALOGUE_SCHEMA_VERSION = 2
+CATALOGUE_SCHEMA_VERSION = 3
 """Bumped whenever a table or view changes; `update_catalogue` rebuilds older files."""
 
 # DuckDB's type for each Arrow type a contract field can have as a catalogue column.
@@ -38,7 +38,10 @@ _DUCKDB_OF_ARROW: dict[pa.DataType, str] = {
 RELEASE_RENAMED = {"where": "where_sql"}
 """`Release` fields stored under another column name (`where` is an SQL keyword)."""
 
-RELEASE_NESTED = frozenset({"shards"})
+RELEASE_SHARD_KINDS = {"shards": "audio", "code_shards": "codes"}
+"""`Release` fields listing shards, and the `kind` their rows have in `release_shards`."""
+
+RELEASE_NESTED = frozenset(RELEASE_SHARD_KINDS)
 """`Release` fields stored as rows of their own table (`release_shards`), not as columns."""
 
 
@@ -141,15 +144,16 @@ UTTERANCE_COLUMNS: list[tuple[str, str]] = [
     ("non_finite_samples", "BIGINT"),
     ("chars_per_s", "DOUBLE"),
     ("pcm_sha256", "VARCHAR"),
-    # tokens
+    # codes (the configured tokenizer's code index)
     ("n_codes", "BIGINT"),
     ("tokenizer_sha256", "VARCHAR"),
     ("tokenizer_is_demo", "BOOLEAN"),
     # shards
     ("key", "VARCHAR"),
     ("shard", "VARCHAR"),
+    ("codes_shard", "VARCHAR"),
 ]
-"""The `utterances` table: a unit's manifest, quality, tokens and shard-index rows joined."""
+"""The `utterances` table: a unit's manifest, quality, audio index and code index rows joined."""
 
 QUALITY_MEASURES = [
     "source_sample_rate_hz",
@@ -209,8 +213,25 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("n_samples", "BIGINT"),
         ("duration_s", "DOUBLE"),
     ],
+    "code_shards": [
+        ("shard", "VARCHAR"),
+        ("source", "VARCHAR"),
+        ("unit", "VARCHAR"),
+        ("tokenizer_sha256", "VARCHAR"),
+        ("tokenizer_is_demo", "BOOLEAN"),
+        ("sha256", "VARCHAR"),
+        ("bytes", "BIGINT"),
+        ("n_samples", "BIGINT"),
+        ("n_codes", "BIGINT"),
+        ("duration_s", "DOUBLE"),
+        ("audio_shard", "VARCHAR"),
+    ],
     "releases": model_columns(Release, renamed=RELEASE_RENAMED, nested=RELEASE_NESTED),
-    "release_shards": [("release", "VARCHAR"), *model_columns(ReleaseShard)],
+    "release_shards": [
+        ("release", "VARCHAR"),
+        ("kind", "VARCHAR"),
+        *model_columns(ReleaseShard),
+    ],
     "release_utterances": [("release", "VARCHAR"), *arrow_columns(RELEASE_UTTERANCE_ARROW_SCHEMA)],
     "runs": model_columns(RunRecord),
     "evals": model_columns(EvalRecord),

@@ -24,9 +24,9 @@ def query(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     project_dir: ProjectOption = None,
 ) -> None:
-    """Run read-only SQL on the catalogue (utterances, rejections, shards, releases, ...;
-    see docs/catalogue.md), or on lake views (manifests, ingest_rejections, quality) before the
-    catalogue exists."""
+    """Run read-only SQL on the catalogue (utterances, rejections, shards, code_shards,
+    releases, ...; see docs/catalogue.md), or on lake views (manifests, ingest_rejections,
+    quality) before the catalogue exists."""
     if fmt not in {"table", "csv", "json"}:
         raise fail(f"--format must be table, csv or json, not {fmt!r}")
     project = load(project_dir)
@@ -77,6 +77,6 @@ def catalogue_rebuild(project_dir: ProjectOption = None) -> None:
         raise fail(str(error)) from error
     render.print_message(
         f"rebuilt {stats.path} in {stats.seconds:.2f} s: {stats.n_utterances} utterances "
-        f"({stats.n_accepted} accepted, {stats.n_rejected} rejected), {stats.n_shards} shards, "
-        f"{stats.n_releases} releases"
+        f"({stats.n_accepted} accepted, {stats.n_rejected} rejected), {stats.n_shards} audio "
+        f"shards, {stats.n_code_shards} code shards, {stats.n_releases} releases"
     )

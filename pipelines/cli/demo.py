@@ -25,7 +25,8 @@ def _print_release_and_audit(project: Project) -> bool:
     release, utterances = load_release(project, name)
     render.print_message(
         f"release {name}: {release.n_utterances} utterances, "
-        f"{release.duration_s / 3600:.4f} h in {len(release.shards)} shards "
+        f"{release.duration_s / 3600:.4f} h in {len(release.shards)} audio and "
+        f"{len(release.code_shards)} code shards "
         f"({release.n_duplicates_dropped} duplicates dropped); codes from the "
         f"{'random-weight DEMO' if release.tokenizer_is_demo else 'configured'} tokenizer"
     )
@@ -34,8 +35,8 @@ def _print_release_and_audit(project: Project) -> bool:
         result = run_audit(project, release=name, sample=10)
     render.print_message(
         f"audit of {result.scope}: {'passed' if result.passed else 'FAILED'} "
-        f"({result.shards} shards, {result.samples} samples, {result.remeasured} "
-        f"re-measured, {result.retokenized} re-tokenized)"
+        f"({result.shards} audio shards, {result.code_shards} code shards, {result.samples} "
+        f"samples, {result.remeasured} re-measured, {result.retokenized} re-tokenized)"
     )
     render.print_mismatches(result.problems[:20])
     return result.passed
@@ -84,7 +85,7 @@ def print_demo_results(project: Project, directory: Path, run_ok: bool) -> bool:
     reports = project.lake.reports_dir()
     render.print_message(
         "\nresults:\n"
-        f"  lake:           {project.lake.root} (manifests, quality, tokens, shards, releases)\n"
+        f"  lake:           {project.lake.root} (manifests, quality, shards, codes, releases)\n"
         f"  catalogue:      {project.catalogue_path}\n"
         f"  quality report: {reports / 'quality.html'}\n"
         f"  audit report:   {reports / 'audit.html'}\n"

@@ -44,7 +44,8 @@ def release_create(
     release = made.release
     render.print_message(
         f"release {name}: {release.n_utterances} utterances, "
-        f"{release.duration_s / 3600:.4f} h, {len(release.shards)} shards, "
+        f"{release.duration_s / 3600:.4f} h, {len(release.shards)} audio shards, "
+        f"{len(release.code_shards)} code shards, "
         f"{release.n_duplicates_dropped} duplicates dropped -> {made.folder}"
     )
     if release.tokenizer_is_demo:
@@ -71,7 +72,7 @@ def release_show(
         f"test {release.test_fraction}), dedup {release.dedup}\n"
         f"  utterances:  {release.n_utterances} ({release.duration_s / 3600:.4f} h), "
         f"{release.n_duplicates_dropped} duplicates dropped\n"
-        f"  shards:      {len(release.shards)}\n"
+        f"  shards:      {len(release.shards)} audio, {len(release.code_shards)} codes\n"
         f"  policy:      {', '.join(release.policy_versions)}\n"
         f"  tokenizer:   {', '.join(t[:16] for t in release.tokenizer_sha256)}"
         f"{' (DEMO: random weights)' if release.tokenizer_is_demo else ''}\n"
@@ -97,7 +98,8 @@ def audit(
     out: Annotated[Path | None, typer.Option("--out", help="HTML report file")] = None,
     project_dir: ProjectOption = None,
 ) -> None:
-    """Verify shards against the catalogue; re-measure and re-tokenize a sample."""
+    """Verify audio and code shards against the catalogue; re-measure and re-tokenize a
+    sample."""
     from pipelines.catalogue.errors import CatalogueError
     from pipelines.releases.audit import audit as run_audit
     from pipelines.releases.create import ReleaseError
@@ -109,7 +111,8 @@ def audit(
     except (CatalogueError, ReleaseError) as error:
         raise fail(str(error)) from error
     render.print_message(
-        f"audit of {result.scope}: {result.shards} shards, {result.samples} samples, "
+        f"audit of {result.scope}: {result.shards} audio shards ({result.samples} samples), "
+        f"{result.code_shards} code shards ({result.code_samples} samples), "
         f"{result.remeasured} re-measured, {result.retokenized} re-tokenized"
     )
     render.print_mismatches(result.problems[:50])
@@ -139,6 +142,12 @@ def export_vita(
 def export_hf_command(
     out: Annotated[Path, typer.Argument(help="output folder (save_to_disk)")],
     release: Annotated[str, typer.Option("--release", help="release name")],
+    codes_only: Annotated[
+        bool,
+        typer.Option(
+            "--codes-only", help="no audio column: read the code shards only (much smaller)"
+        ),
+    ] = False,
     project_dir: ProjectOption = None,
 ) -> None:
     """A Hugging Face dataset (save_to_disk) with an Audio column and the codes."""
@@ -147,7 +156,7 @@ def export_hf_command(
     from pipelines.releases.export.staging import ExportError
 
     try:
-        stats = export_hf(load(project_dir), release, out)
+        stats = export_hf(load(project_dir), release, out, with_audio=not codes_only)
     except (ExportError, ReleaseError) as error:
         raise fail(str(error)) from error
     render.print_message(f"exported release {release} to {out}: {json.dumps(stats.counts())}")

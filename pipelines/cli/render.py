@@ -163,8 +163,8 @@ def print_sources(sources: Iterable[SourceConfig]) -> None:
 
 
 def print_release_list(releases: Iterable[Release]) -> None:
-    """One row per release: name, creation time, utterances, hours, shards."""
-    table = Table("name", "created", "utterances", "hours", "shards")
+    """One row per release: name, creation time, utterances, hours, audio and code shards."""
+    table = Table("name", "created", "utterances", "hours", "audio shards", "code shards")
     for release in releases:
         table.add_row(
             release.name,
@@ -172,6 +172,7 @@ def print_release_list(releases: Iterable[Release]) -> None:
             str(release.n_utterances),
             f"{release.duration_s / 3600:.4f}",
             str(len(release.shards)),
+            str(len(release.code_shards)),
         )
     console.print(table)
 
@@ -315,18 +316,19 @@ def _release_node(parent: Tree, release: ReleaseLink, max_items: int) -> None:
     tokenizers = ", ".join(short_sha256(t) for t in release.tokenizer_sha256) or "-"
     node.add(f"audio tokenizer sha256 {tokenizers}{demo}")
     node.add(f"code {escape(release.code_version)}")
-    shards = node.add(f"shards ({len(release.shards)})")
-    for shard in release.shards[:max_items]:
-        shards.add(
-            f"{escape(shard.shard)} sha256 {short_sha256(shard.sha256)}, {shard.bytes} bytes"
-        )
-    _more(shards, min(max_items, len(release.shards)), len(release.shards))
+    for title, listed in (("audio shards", release.shards), ("code shards", release.code_shards)):
+        shards = node.add(f"{title} ({len(listed)})")
+        for shard in listed[:max_items]:
+            shards.add(
+                f"{escape(shard.shard)} sha256 {short_sha256(shard.sha256)}, {shard.bytes} bytes"
+            )
+        _more(shards, min(max_items, len(listed)), len(listed))
     units = node.add(f"units ({len(release.units)})")
     for unit in release.units[:max_items]:
         inputs = f"{unit.n_inputs} inputs" if unit.n_inputs is not None else "not inventoried"
         units.add(
-            f"{escape(unit.unit)} ({escape(unit.source)}): {unit.n_shards} shards, "
-            f"{unit.n_utterances} utterances, {inputs}"
+            f"{escape(unit.unit)} ({escape(unit.source)}): {unit.n_shards} audio + "
+            f"{unit.n_code_shards} code shards, {unit.n_utterances} utterances, {inputs}"
         )
     _more(units, min(max_items, len(release.units)), len(release.units))
     sources = node.add(f"sources ({len(release.sources)})")

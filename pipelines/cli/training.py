@@ -20,7 +20,8 @@ def lineage_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the full lineage as JSON")] = False,
     project_dir: ProjectOption = None,
 ) -> None:
-    """Which runs, releases, shards, units and sources made a checkpoint; its evaluations."""
+    """Which runs, releases, audio and code shards, units and sources made a checkpoint; its
+    evaluations."""
     from pipelines.catalogue.errors import CatalogueError
     from pipelines.lineage import LineageError, lineage
 

@@ -5,8 +5,8 @@ lake/
   inventory/<source>/units.json, <unit>.jsonl
   manifests/<source>/<unit>.parquet
   quality/<source>/<unit>.parquet
-  tokens/<source>/<unit>.parquet
-  shards/<source>/<unit>/shard-000000.tar …, index.parquet
+  shards/<source>/<unit>/audio-000000.tar …, index.parquet
+  codes/<tokenizer>/<source>/<unit>/codes-000000.tar …, index.parquet
   releases/<name>/release.json, utterances.parquet
   runs/<run_id>.json  evals/<eval_id>.json  checkpoints/<run_id>/  tokenizers/<release>/
   reports/
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.release import RELEASE_FILE, RELEASES_DIR, UTTERANCES_FILE
-from schemas.shards import INDEX_NAME
+from schemas.shards import INDEX_NAME, tokenizer_dir_name
 
 INVENTORY_DIR = "inventory"
 MANIFESTS_DIR = "manifests"
 QUALITY_DIR = "quality"
-TOKENS_DIR = "tokens"
+CODES_DIR = "codes"
 SHARDS_DIR = "shards"
 RUNS_DIR = "runs"
 EVALS_DIR = "evals"
@@ -35,7 +35,7 @@ TOKENIZERS_DIR = "tokenizers"
 REPORTS_DIR = "reports"
 UNITS_INDEX_FILE = "units.json"
 UNIT_FILE_SUFFIX = ".parquet"
-"""Suffix of a unit's manifest, quality and tokens files (`<source>/<unit>.parquet`)."""
+"""Suffix of a unit's manifest and quality files (`<source>/<unit>.parquet`)."""
 RECORD_FILE_SUFFIX = ".json"
 """Suffix of a training-run or evaluation record (`<run_id>.json`, `<eval_id>.json`)."""
 
@@ -80,25 +80,29 @@ class Lake:
         """One unit's quality decisions: one row per manifest row."""
         return self.quality_dir() / source / f"{unit}.parquet"
 
-    def tokens_dir(self) -> Path:
-        """Folder of every source's codes (`<source>/<unit>.parquet`)."""
-        return self.root / TOKENS_DIR
-
-    def tokens(self, source: str, unit: str) -> Path:
-        """One unit's GLM-4-Voice codes: one row per accepted utterance."""
-        return self.tokens_dir() / source / f"{unit}.parquet"
-
     def shards_root(self) -> Path:
-        """Folder of every source's shard folders (`<source>/<unit>/`)."""
+        """Folder of every source's audio shard folders (`<source>/<unit>/`)."""
         return self.root / SHARDS_DIR
 
     def shards_dir(self, source: str, unit: str) -> Path:
-        """Folder of one unit's shards and their `index.parquet`."""
+        """Folder of one unit's audio shards and their `index.parquet`."""
         return self.shards_root() / source / unit
 
     def shard_index(self, source: str, unit: str) -> Path:
-        """One unit's shard index: where each sample's members lie."""
+        """One unit's audio shard index: where each sample's members lie."""
         return self.shards_dir(source, unit) / INDEX_NAME
+
+    def codes_root(self, tokenizer_sha256: str) -> Path:
+        """Folder of one tokenizer's code shard folders (`<source>/<unit>/`)."""
+        return self.root / CODES_DIR / tokenizer_dir_name(tokenizer_sha256)
+
+    def codes_dir(self, tokenizer_sha256: str, source: str, unit: str) -> Path:
+        """Folder of one unit's code shards (one tokenizer) and their `index.parquet`."""
+        return self.codes_root(tokenizer_sha256) / source / unit
+
+    def code_index(self, tokenizer_sha256: str, source: str, unit: str) -> Path:
+        """One unit's code shard index for one tokenizer."""
+        return self.codes_dir(tokenizer_sha256, source, unit) / INDEX_NAME
 
     def manifests_glob(self) -> str:
         """Glob over every manifest file, for DuckDB/polars scans."""

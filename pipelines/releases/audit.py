@@ -1,15 +1,26 @@
 """Audit: prove that shards, lake and catalogue agree, and that the numbers reproduce.
 
+Why this module is long: the audit is one pass over both shard fields, each check
+feeding the same problem list and report; split, the checks would re-open the shards.
+
 `audit` checks, for a release, a source or the whole lake:
-1. every shard exists and its sha256 equals the catalogue's (and the release's);
-2. every shard's samples equal the catalogue's utterances for that shard
-   (no missing, extra or incomplete samples), and every catalogue row that
-   names a shard finds its shard;
-3. every sample's FLAC decodes to 16 kHz mono with the catalogue's duration
-   and the JSON and codes agree with the catalogue;
-4. on a sample of utterances, the quality measures re-computed from the
-   stored audio match the catalogue, and re-tokenizing the stored audio gives
-   the same codes.
+1. every audio shard and every code shard exists and its sha256 equals the
+   catalogue's (and, for a release, the one in `release.json`:
+   `verify_release_shards`);
+2. every shard's samples equal the catalogue's utterances for that shard (no
+   missing, extra or incomplete samples), and every catalogue row that names a
+   shard finds it; a release's utterances name the shards and keys the
+   catalogue names;
+3. every audio sample has exactly the members `flac` and `json`: the FLAC decodes
+   to 16 kHz mono with the catalogue's duration and PCM hash, and the JSON
+   (`AudioSampleMeta`) agrees with the catalogue;
+4. every code sample has exactly the members `codes.npy` and `json`: as many
+   codes as the catalogue says, and the JSON (`CodeSampleMeta`) agrees with the
+   catalogue; the keys of a code shard are those of its aligned audio shard, in
+   the same order;
+5. on a sample of utterances, the quality measures re-computed from the stored
+   audio match the catalogue, and re-tokenizing the stored FLAC (with the
+   project's tokenizer) gives the codes stored in the code shard.
 Any mismatch makes the audit fail; the findings also go to an HTML report.
 """
 
@@ -18,15 +29,18 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
-import json
+import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import polars as pl
 import soundfile as sf
+from pydantic import ValidationError
 
+from pipelines.audio.pcm import pcm_sha256
 from pipelines.catalogue.read import open_catalogue_readonly
 from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
@@ -35,7 +49,15 @@ from pipelines.shards.reader import iter_shard_samples
 from quality.measures import measure
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
 from schemas.hashing import file_sha256
-from schemas.shards import ShardFormatError, decode_codes
+from schemas.shards import (
+    AUDIO_MEMBERS,
+    CODE_MEMBERS,
+    AudioSampleMeta,
+    CodeSampleMeta,
+    ShardFormatError,
+    decode_codes,
+    shard_number,
+)
 
 # Re-measuring from 16-bit audio moves a measure by quantisation noise only.
 REMEASURE_TOLERANCE = {
@@ -47,6 +69,38 @@ REMEASURE_TOLERANCE = {
 }
 DURATION_TOLERANCE_S = 1.5 / TARGET_SAMPLE_RATE_HZ
 
+# A sample's JSON field, and the catalogue column it must equal.
+AUDIO_META_COLUMNS = {
+    "utterance_id": "utterance_id",
+    "source": "source",
+    "text": "text",
+    "speaker": "speaker",
+    "language": "language",
+    "split": "split",
+    "pcm_sha256": "pcm_sha256",
+    "snr_db": "wada_snr_db",
+    "stnr_snr_db": "stnr_snr_db",
+    "clipping_ratio": "clipping_ratio",
+    "silence_ratio": "silence_ratio",
+    "rms_dbfs": "rms_dbfs",
+    "bandwidth_hz": "bandwidth_hz",
+    "chars_per_s": "chars_per_s",
+}
+CODE_META_COLUMNS = {
+    "utterance_id": "utterance_id",
+    "source": "source",
+    "text": "text",
+    "speaker": "speaker",
+    "language": "language",
+    "split": "split",
+    "n_codes": "n_codes",
+    "pcm_sha256": "pcm_sha256",
+    "tokenizer_sha256": "tokenizer_sha256",
+    "tokenizer_is_demo": "tokenizer_is_demo",
+}
+
+_AudioMetaOrCode = type[AudioSampleMeta] | type[CodeSampleMeta]
+
 
 @dataclass
 class AuditResult:
@@ -54,7 +108,9 @@ class AuditResult:
 
     scope: str
     shards: int = 0
+    code_shards: int = 0
     samples: int = 0
+    code_samples: int = 0
     remeasured: int = 0
     retokenized: int = 0
     problems: list[str] = field(default_factory=list)
@@ -67,76 +123,260 @@ class AuditResult:
 
 
 def verify_release_shards(project: Project, name: str) -> list[str]:
-    """Problems with a release's shards: missing files or changed sha256."""
+    """Problems with a release's audio and code shards: missing files or changed sha256."""
     release, _ = load_release(project, name)
     problems = []
-    for shard in release.shards:
-        path = project.lake.root / shard.shard
-        if not path.exists():
-            problems.append(f"release {name}: shard {shard.shard} is missing")
-        elif file_sha256(path) != shard.sha256:
-            problems.append(f"release {name}: shard {shard.shard} changed since release")
+    for kind, shards in (("audio", release.shards), ("code", release.code_shards)):
+        for shard in shards:
+            path = project.lake.root / shard.shard
+            if not path.exists():
+                problems.append(f"release {name}: {kind} shard {shard.shard} is missing")
+            elif file_sha256(path) != shard.sha256:
+                problems.append(f"release {name}: {kind} shard {shard.shard} changed since release")
     return problems
 
 
-def _scope_rows(
-    project: Project, release: str | None, source: str | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    where = "u.shard IS NOT NULL"
-    params: list[object] = []
-    if source is not None:
-        where += " AND u.source = ?"
-        params.append(source)
+@dataclass
+class _Scope:
+    """The catalogue rows and shards an audit looks at."""
+
+    rows: pl.DataFrame  # utterances with an audio shard
+    shards: pl.DataFrame  # audio shards: shard, sha256
+    code_shards: pl.DataFrame  # code shards: shard, sha256, audio_shard
+
+
+def _frame(table: object) -> pl.DataFrame:
+    frame = pl.from_arrow(table)  # type: ignore[arg-type]
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _scope(project: Project, release: str | None, source: str | None) -> tuple[_Scope, list[str]]:
+    """The rows and shards in scope, and the problems of a release's rows against them."""
+    where = " WHERE source = ?" if source is not None else ""
+    params = [source] if source is not None else None
     with open_catalogue_readonly(project.catalogue_path) as con:
-        rows = pl.from_arrow(
+        rows = _frame(
             con.sql(
-                f"SELECT u.*, s.sha256 AS shard_sha256_catalogue FROM utterances u "
-                f"LEFT JOIN shards s USING (shard) WHERE {where} ORDER BY utterance_id",
-                params=params or None,
+                "SELECT * FROM utterances WHERE shard IS NOT NULL"
+                + (" AND source = ?" if source is not None else "")
+                + " ORDER BY utterance_id",
+                params=params,
             ).to_arrow_table()
         )
-        shards = pl.from_arrow(
+        shards = _frame(
+            con.sql(f"SELECT shard, sha256 FROM shards{where}", params=params).to_arrow_table()
+        )
+        code_shards = _frame(
             con.sql(
-                "SELECT shard, sha256, source FROM shards"
-                + (" WHERE source = ?" if source else ""),
-                params=[source] if source else None,
+                f"SELECT shard, sha256, audio_shard FROM code_shards{where}", params=params
             ).to_arrow_table()
         )
-    assert isinstance(rows, pl.DataFrame) and isinstance(shards, pl.DataFrame)
+    problems: list[str] = []
     if release is not None:
         _, utterances = load_release(project, release)
-        kept = utterances.filter(pl.col("split").is_not_null())["utterance_id"]
-        rows = rows.filter(pl.col("utterance_id").is_in(kept))
-        shards = shards.filter(pl.col("shard").is_in(rows["shard"].unique()))
-    return rows, shards
+        kept = utterances.filter(pl.col("split").is_not_null())
+        rows = rows.filter(pl.col("utterance_id").is_in(kept["utterance_id"].implode()))
+        problems = _release_rows_agree(release, kept, rows)
+        shards = shards.filter(pl.col("shard").is_in(rows["shard"].unique().implode()))
+        code_shards = code_shards.filter(
+            pl.col("shard").is_in(rows["codes_shard"].drop_nulls().unique().implode())
+        )
+    return _Scope(rows, shards, code_shards), problems
 
 
-def _check_sample(
+def _release_rows_agree(name: str, kept: pl.DataFrame, rows: pl.DataFrame) -> list[str]:
+    """A release's utterances must be in the catalogue, in the shards the release names."""
+    problems = []
+    catalogued = {r["utterance_id"]: r for r in rows.to_dicts()}
+    for utterance in kept.to_dicts():
+        row = catalogued.get(utterance["utterance_id"])
+        if row is None:
+            problems.append(
+                f"release {name}: {utterance['utterance_id']} has no audio shard in the catalogue"
+            )
+            continue
+        for column in ("key", "shard", "codes_shard"):
+            if utterance[column] != row[column]:
+                problems.append(
+                    f"release {name}: {utterance['utterance_id']} has {column} "
+                    f"{utterance[column]}, the catalogue says {row[column]}"
+                )
+    return problems
+
+
+def _same(stored: object, catalogued: object) -> bool:
+    if isinstance(stored, float) and isinstance(catalogued, float):
+        return math.isclose(stored, catalogued, rel_tol=1e-9, abs_tol=1e-12)
+    return stored == catalogued
+
+
+def _check_meta(
+    where: str, data: bytes, model: _AudioMetaOrCode, columns: dict[str, str], row: dict
+) -> list[str]:
+    """Problems of a sample's JSON (`model`) against the catalogue row."""
+    try:
+        meta = model.model_validate_json(data)
+    except ValidationError as error:
+        return [f"{where}: json is not a {model.__name__} ({error.error_count()} errors)"]
+    problems = []
+    for name, column in columns.items():
+        stored = getattr(meta, name)
+        if not _same(stored, row[column]):
+            problems.append(f"{where}: json {name} is {stored!r}, catalogue says {row[column]!r}")
+    if abs(meta.duration_s - row["duration_s"]) > DURATION_TOLERANCE_S:
+        problems.append(
+            f"{where}: json duration_s is {meta.duration_s:.4f}, catalogue says "
+            f"{row['duration_s']:.4f}"
+        )
+    return problems
+
+
+def _wrong_members(where: str, members: dict[str, bytes], expected: tuple[str, ...]) -> str | None:
+    if set(members) == set(expected):
+        return None
+    return f"{where}: members {sorted(members)} instead of {', '.join(expected)}"
+
+
+def _check_audio_sample(
     key: str, members: dict[str, bytes], row: dict, problems: list[str]
 ) -> np.ndarray | None:
+    """Check one audio sample; return its audio (float32, as stored) when the FLAC decodes."""
     where = f"{row['shard']}:{key}"
-    if set(members) != {"flac", "codes.npy", "json"}:
-        problems.append(f"{where}: members {sorted(members)} instead of flac, codes.npy, json")
+    wrong = _wrong_members(where, members, AUDIO_MEMBERS)
+    if wrong:
+        problems.append(wrong)
         return None
     try:
+        # As the tokens step reads it (`decode_flac16`): float32 k / 32768.
         audio, rate = sf.read(io.BytesIO(members["flac"]), dtype="float32")
     except sf.LibsndfileError as error:
         problems.append(f"{where}: FLAC does not decode ({error})")
         return None
     if rate != TARGET_SAMPLE_RATE_HZ or audio.ndim != 1:
         problems.append(f"{where}: audio is {rate} Hz with shape {audio.shape}, not 16 kHz mono")
-    if abs(len(audio) / TARGET_SAMPLE_RATE_HZ - row["duration_s"]) > DURATION_TOLERANCE_S:
+        return None
+    seconds = len(audio) / TARGET_SAMPLE_RATE_HZ
+    if abs(seconds - row["duration_s"]) > DURATION_TOLERANCE_S:
         problems.append(
-            f"{where}: audio lasts {len(audio) / TARGET_SAMPLE_RATE_HZ:.4f} s, catalogue says "
-            f"{row['duration_s']:.4f} s"
+            f"{where}: audio lasts {seconds:.4f} s, catalogue says {row['duration_s']:.4f} s"
         )
-    meta = json.loads(members["json"])
-    if meta.get("utterance_id") != row["utterance_id"]:
-        problems.append(f"{where}: json names {meta.get('utterance_id')!r}")
-    codes = decode_codes(members["codes.npy"])
+    if pcm_sha256(audio) != row["pcm_sha256"]:
+        problems.append(f"{where}: the audio's PCM sha256 differs from the catalogue's")
+    problems.extend(_check_meta(where, members["json"], AudioSampleMeta, AUDIO_META_COLUMNS, row))
+    return audio
+
+
+def _check_code_sample(
+    key: str, members: dict[str, bytes], row: dict, problems: list[str]
+) -> np.ndarray | None:
+    """Check one code sample; return its codes when they decode."""
+    where = f"{row['codes_shard']}:{key}"
+    wrong = _wrong_members(where, members, CODE_MEMBERS)
+    if wrong:
+        problems.append(wrong)
+        return None
+    try:
+        codes = decode_codes(members["codes.npy"])
+    except (ShardFormatError, ValueError) as error:
+        problems.append(f"{where}: codes.npy does not decode ({error})")
+        return None
     if len(codes) != row["n_codes"]:
         problems.append(f"{where}: {len(codes)} codes, catalogue says {row['n_codes']}")
-    return audio
+    problems.extend(_check_meta(where, members["json"], CodeSampleMeta, CODE_META_COLUMNS, row))
+    return codes
+
+
+def _by_shard(rows: pl.DataFrame, column: str) -> dict[str, dict[str, dict]]:
+    """Catalogue rows by shard (`column`: `shard` or `codes_shard`) and key."""
+    by_shard: dict[str, dict[str, dict]] = {}
+    for row in rows.filter(pl.col(column).is_not_null()).to_dicts():
+        by_shard.setdefault(row[column], {})[row["key"]] = row
+    return by_shard
+
+
+SampleCheck = Callable[[str, dict[str, bytes], dict, list[str]], np.ndarray | None]
+"""Checks one sample (key, members, catalogue row, problems) and returns its audio or codes."""
+
+
+@dataclass
+class _FieldAudit:
+    """What auditing one field's shards found besides problems."""
+
+    keys_of: dict[str, list[str]] = field(default_factory=dict)  # readable shards, tar order
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # of the chosen utterances
+    shards: int = 0
+    samples: int = 0
+
+
+def _audit_field(
+    project: Project,
+    shards: pl.DataFrame,
+    expected_by_shard: dict[str, dict[str, dict]],
+    kind: str,
+    check: SampleCheck,
+    whole_shards: bool,
+    chosen: set[str],
+    problems: list[str],
+) -> _FieldAudit:
+    """Audit the shards of one field (`kind`: audio or code) against their catalogue rows.
+
+    Each shard's file must exist with its sha256, and hold exactly its rows' samples
+    (`whole_shards`: and no other sample, false for a release, which may select part
+    of a shard); each sample goes through `check`, which returns its audio or codes.
+    """
+    found = _FieldAudit()
+    known = set(shards["shard"].to_list())
+    for shard in sorted(set(expected_by_shard) - known):
+        problems.append(f"catalogue rows name {kind} shard {shard}, which the catalogue lacks")
+    for shard_row in shards.sort("shard").to_dicts():
+        shard = shard_row["shard"]
+        expected = expected_by_shard.get(shard, {})
+        found.shards += 1
+        path = project.lake.root / shard
+        if not path.exists():
+            problems.append(
+                f"{kind} shard {shard} is missing ({len(expected)} catalogue rows point at it)"
+            )
+            continue
+        if file_sha256(path) != shard_row["sha256"]:
+            problems.append(f"{kind} shard {shard}: sha256 differs from the catalogue")
+        keys: list[str] = []
+        try:
+            for key, members in iter_shard_samples(path):
+                keys.append(key)
+                row = expected.get(key)
+                if row is None:
+                    if whole_shards:
+                        problems.append(f"{shard}:{key} is not in the catalogue")
+                    continue
+                found.samples += 1
+                array = check(key, members, row, problems)
+                if array is not None and row["utterance_id"] in chosen:
+                    found.arrays[row["utterance_id"]] = array
+        except (ShardFormatError, OSError, EOFError) as error:
+            problems.append(f"{kind} shard {shard} cannot be read: {error}")
+            continue
+        found.keys_of[shard] = keys
+        for key in sorted(set(expected) - set(keys)):
+            problems.append(f"{shard}: catalogue row {key} has no sample in the shard")
+    return found
+
+
+def _check_alignment(
+    code_shards: pl.DataFrame, audio: _FieldAudit, codes: _FieldAudit, problems: list[str]
+) -> None:
+    """Code shard `codes-N.tar` holds exactly the keys of its audio shard `audio-N.tar`, in
+    the same order."""
+    for shard, audio_shard in code_shards.select("shard", "audio_shard").iter_rows():
+        if shard_number(PurePosixPath(shard).name) != shard_number(PurePosixPath(audio_shard).name):
+            problems.append(f"code shard {shard} is aligned with {audio_shard}: not its number")
+        keys, aligned = codes.keys_of.get(shard), audio.keys_of.get(audio_shard)
+        if keys is not None and aligned is not None and keys != aligned:
+            problems.append(
+                f"code shard {shard} holds {len(keys)} keys, its audio shard {audio_shard} "
+                f"{len(aligned)}: not the same keys in the same order"
+            )
 
 
 def audit(
@@ -147,53 +387,47 @@ def audit(
     seed: int = 0,
     report: Path | None = None,
 ) -> AuditResult:
-    """Audit shards against the catalogue (and a release); write an HTML report."""
-    scope = f"release {release}" if release else f"source {source}" if source else "the lake"
-    result = AuditResult(scope=scope)
+    """Audit audio and code shards against the catalogue (and a release); write an HTML report.
+
+    `sample` utterances (drawn with `seed`) are re-measured from their audio and
+    re-tokenized; `report` defaults to `lake/reports/audit.html`.
+    """
+    scope_name = f"release {release}" if release else f"source {source}" if source else "the lake"
+    result = AuditResult(scope=scope_name)
     if release is not None:
         result.problems += verify_release_shards(project, release)
-    rows, shards = _scope_rows(project, release, source)
-    by_shard: dict[str, dict[str, dict]] = {}
-    for row in rows.to_dicts():
-        by_shard.setdefault(row["shard"], {})[row["key"]] = row
-    known = set(shards["shard"].to_list())
-    for shard in sorted(set(by_shard) - known):
-        result.problems.append(f"catalogue rows name shard {shard}, which the catalogue lacks")
+    scope, problems = _scope(project, release, source)
+    result.problems += problems
     rng = random.Random(seed)
-    chosen = set(rng.sample(rows["utterance_id"].to_list(), min(sample, rows.height)))
-    audio_for: dict[str, np.ndarray] = {}
-    for shard_row in shards.sort("shard").to_dicts():
-        shard = shard_row["shard"]
-        path = project.lake.root / shard
-        expected = by_shard.get(shard, {})
-        result.shards += 1
-        if not path.exists():
-            result.problems.append(
-                f"shard {shard} is missing ({len(expected)} catalogue rows point at it)"
-            )
-            continue
-        if file_sha256(path) != shard_row["sha256"]:
-            result.problems.append(f"shard {shard}: sha256 differs from the catalogue")
-        seen: set[str] = set()
-        try:
-            for key, members in iter_shard_samples(path):
-                seen.add(key)
-                row = expected.get(key)
-                if row is None:
-                    if release is None:
-                        result.problems.append(f"{shard}:{key} is not in the catalogue")
-                    continue
-                result.samples += 1
-                audio = _check_sample(key, members, row, result.problems)
-                if audio is not None and row["utterance_id"] in chosen:
-                    audio_for[row["utterance_id"]] = audio
-        except (ShardFormatError, OSError, EOFError) as error:
-            result.problems.append(f"shard {shard} cannot be read: {error}")
-            continue
-        for key in sorted(set(expected) - seen):
-            result.problems.append(f"{shard}: catalogue row {key} has no sample in the shard")
-    _remeasure(rows, audio_for, result)
-    _retokenize(project, rows, audio_for, result)
+    ids = scope.rows["utterance_id"].to_list()
+    chosen = set(rng.sample(ids, min(sample, len(ids))))
+    # A release holds a selection of its shards' samples; a source or the lake holds all.
+    whole_shards = release is None
+    audio = _audit_field(
+        project,
+        scope.shards,
+        _by_shard(scope.rows, "shard"),
+        "audio",
+        _check_audio_sample,
+        whole_shards,
+        chosen,
+        result.problems,
+    )
+    codes = _audit_field(
+        project,
+        scope.code_shards,
+        _by_shard(scope.rows, "codes_shard"),
+        "code",
+        _check_code_sample,
+        whole_shards,
+        chosen,
+        result.problems,
+    )
+    _check_alignment(scope.code_shards, audio, codes, result.problems)
+    result.shards, result.samples = audio.shards, audio.samples
+    result.code_shards, result.code_samples = codes.shards, codes.samples
+    _remeasure(scope.rows, audio.arrays, result)
+    _retokenize(project, scope.rows, audio.arrays, codes.arrays, result)
     result.report_path = _write_report(project, result, report)
     return result
 
@@ -223,14 +457,20 @@ def _remeasure(rows: pl.DataFrame, audio_for: dict[str, np.ndarray], result: Aud
 
 
 def _retokenize(
-    project: Project, rows: pl.DataFrame, audio_for: dict[str, np.ndarray], result: AuditResult
+    project: Project,
+    rows: pl.DataFrame,
+    audio_for: dict[str, np.ndarray],
+    codes_for: dict[str, np.ndarray],
+    result: AuditResult,
 ) -> None:
-    if not audio_for:
+    """Re-tokenize the sampled audio (as the audio shard stores it) and compare with the codes
+    in the code shard."""
+    ids = sorted(audio_for.keys() & codes_for.keys())
+    if not ids:
         return
     from pipelines.tokenizer import project_tokenizer
 
     tokenizer = project_tokenizer(project.directory, project.config.tokenizer)
-    ids = sorted(audio_for)
     sha_by_id = dict(rows.select("utterance_id", "tokenizer_sha256").iter_rows())
     same_tokenizer = [u for u in ids if sha_by_id.get(u) == tokenizer.checkpoint_sha256]
     skipped = len(ids) - len(same_tokenizer)
@@ -239,21 +479,14 @@ def _retokenize(
             f"{skipped} sampled utterances were tokenized with another checkpoint than the "
             "project's; re-tokenizing them proves nothing"
         )
-    units = {}
-    for row in rows.filter(pl.col("utterance_id").is_in(same_tokenizer)).to_dicts():
-        units.setdefault((row["source"], row["unit"]), []).append(row["utterance_id"])
-    stored: dict[str, list[int]] = {}
-    for (source, unit), unit_ids in units.items():
-        frame = pl.read_parquet(project.lake.tokens(source, unit)).filter(
-            pl.col("utterance_id").is_in(unit_ids)
-        )
-        stored.update(dict(frame.select("utterance_id", "codes").iter_rows()))
+    if not same_tokenizer:
+        return
     fresh = tokenizer.tokenize([audio_for[u] for u in same_tokenizer])
     for utterance_id, codes in zip(same_tokenizer, fresh, strict=True):
         result.retokenized += 1
-        if codes.tolist() != stored.get(utterance_id):
+        if not np.array_equal(np.asarray(codes), codes_for[utterance_id]):
             result.problems.append(
-                f"{utterance_id}: re-tokenized codes differ from the stored ones"
+                f"{utterance_id}: re-tokenized codes differ from those in the code shard"
             )
 
 
@@ -269,8 +502,10 @@ td{{padding:2px 12px}}</style></head><body>
 <h1>voxlake audit: {html.escape(result.scope)}</h1>
 <p class="{"ok" if result.passed else "bad"}"><b>{html.escape(verdict)}</b></p>
 <table><tr><td>generated</td><td>{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC</td></tr>
-<tr><td>shards checked (sha256, members)</td><td>{result.shards}</td></tr>
-<tr><td>samples decoded and compared</td><td>{result.samples}</td></tr>
+<tr><td>audio shards checked (sha256, members)</td><td>{result.shards}</td></tr>
+<tr><td>audio samples decoded and compared</td><td>{result.samples}</td></tr>
+<tr><td>code shards checked (sha256, members, alignment)</td><td>{result.code_shards}</td></tr>
+<tr><td>code samples compared</td><td>{result.code_samples}</td></tr>
 <tr><td>utterances re-measured</td><td>{result.remeasured}</td></tr>
 <tr><td>utterances re-tokenized</td><td>{result.retokenized}</td></tr></table>
 <h2>Problems</h2>{f"<ol>{items}</ol>" if items else "<p>none</p>"}

@@ -1,10 +1,14 @@
 """Releases: immutable, named selections of sharded utterances, with their lineage.
 
-`create_release` selects accepted, sharded utterances from the catalogue with
-a SQL predicate, optionally drops exact duplicates (same 16 kHz PCM hash),
+`create_release` selects accepted utterances that have an audio shard and a code
+shard (of the configured tokenizer, the one the catalogue holds) from the catalogue
+with a SQL predicate, optionally drops exact duplicates (same 16 kHz PCM hash),
 assigns train/dev/test deterministically by speaker (no speaker in two
 splits), and writes `lake/releases/<name>/` in one atomic rename: a release
 that exists cannot be created again, and a crash leaves no half release.
+`release.json` lists both kinds of shards with the sha256 and size the catalogue
+knows (`shards`, `code_shards`); each utterance row names its audio shard
+(`shard`) and its code shard (`codes_shard`).
 Registering it in the catalogue is the single writer's job (`update_catalogue`).
 """
 
@@ -61,10 +65,11 @@ def _selection(con: duckdb.DuckDBPyConnection, where: str) -> pl.DataFrame:
     if ";" in where:
         raise ReleaseError("--where must be a single SQL predicate (no ';')")
     sql = f"""
-        SELECT utterance_id, key, shard, source, unit, language, speaker, duration_s,
-               pcm_sha256, policy_version, tokenizer_sha256, tokenizer_is_demo
+        SELECT utterance_id, key, shard, codes_shard, source, unit, language, speaker,
+               duration_s, pcm_sha256, policy_version, tokenizer_sha256, tokenizer_is_demo
         FROM utterances
-        WHERE status = 'accepted' AND shard IS NOT NULL AND ({where})
+        WHERE status = 'accepted' AND shard IS NOT NULL AND codes_shard IS NOT NULL
+          AND ({where})
         ORDER BY utterance_id
     """
     try:
@@ -94,6 +99,7 @@ def _split_rows(frame: pl.DataFrame, spec: ReleaseSpec) -> list[dict]:
                 "utterance_id": row["utterance_id"],
                 "key": row["key"],
                 "shard": row["shard"],
+                "codes_shard": row["codes_shard"],
                 "source": row["source"],
                 "language": row["language"],
                 "speaker": row["speaker"],
@@ -103,6 +109,27 @@ def _split_rows(frame: pl.DataFrame, spec: ReleaseSpec) -> list[dict]:
             }
         )
     return out
+
+
+def _release_shards(
+    con: duckdb.DuckDBPyConnection, table: str, names: pl.Series
+) -> list[ReleaseShard]:
+    """The shards `names` (audio: `shards`; codes: `code_shards`) with their sha256 and size."""
+    wanted = sorted(set(names.to_list()))
+    found = con.execute(
+        f"SELECT shard, sha256, bytes, source, unit FROM {table} WHERE shard IN "
+        "(SELECT unnest(?)) ORDER BY shard",
+        [wanted],
+    ).fetchall()
+    if len(found) != len(wanted):
+        missing = sorted(set(wanted) - {row[0] for row in found})
+        raise ReleaseError(
+            f"the catalogue lists utterances in shards its `{table}` table does not know: "
+            f"{', '.join(missing[:5])}"
+        )
+    return [
+        ReleaseShard(shard=s, sha256=h, bytes=b, source=src, unit=u) for s, h, b, src, u in found
+    ]
 
 
 @dataclass(frozen=True)
@@ -124,15 +151,12 @@ def create_release(project: Project, spec: ReleaseSpec) -> CreatedRelease:
     with open_catalogue_readonly(catalogue) as con:
         frame = _selection(con, spec.where)
         if frame.height == 0:
-            raise ReleaseError(f"--where {spec.where!r} selects no accepted, sharded utterance")
-        shard_names = sorted(set(frame["shard"].to_list()))
-        shards = con.execute(
-            "SELECT shard, sha256, bytes, source, unit FROM shards WHERE shard IN "
-            "(SELECT unnest(?)) ORDER BY shard",
-            [shard_names],
-        ).fetchall()
-    if len(shards) != len(shard_names):
-        raise ReleaseError("the catalogue lists utterances in shards it does not know")
+            raise ReleaseError(
+                f"--where {spec.where!r} selects no accepted utterance with audio and code "
+                "shards (are the units tokenized, and the catalogue up to date?)"
+            )
+        shards = _release_shards(con, "shards", frame["shard"])
+        code_shards = _release_shards(con, "code_shards", frame["codes_shard"])
     rows = _split_rows(frame, spec)
     kept = [r for r in rows if r["duplicate_of"] is None]
     release = Release(
@@ -150,10 +174,8 @@ def create_release(project: Project, spec: ReleaseSpec) -> CreatedRelease:
         tokenizer_sha256=sorted(set(frame["tokenizer_sha256"].to_list())),
         tokenizer_is_demo=bool(frame["tokenizer_is_demo"].any()),
         code_version=code_version(),
-        shards=[
-            ReleaseShard(shard=s, sha256=h, bytes=b, source=src, unit=u)
-            for s, h, b, src, u in shards
-        ],
+        shards=shards,
+        code_shards=code_shards,
     )
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)

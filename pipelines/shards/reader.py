@@ -1,9 +1,10 @@
 """Read shards back: members by their index offsets (a seek and a read), or tar headers.
 
+`read_index` and `read_code_index` read a unit's audio or code shard index;
 `read_member` fetches one member by its index offsets (no tar parsing),
 `read_members` many (one open per shard); `iter_shard_samples` walks a
 shard's headers for readers without the index; `hf_features` are the Hugging
-Face `datasets` features to load the shards with. `decode_codes` (in
+Face `datasets` features to load the audio shards with. `decode_codes` (in
 `schemas/shards.py`) turns `.codes.npy` bytes into uint16 codes fast.
 """
 
@@ -19,40 +20,52 @@ import pyarrow.parquet as pq
 
 from schemas.arrow import arrow_schema
 from schemas.shards import (
+    CODE_INDEX_ARROW_SCHEMA,
     INDEX_NAME,
     SHARD_INDEX_ARROW_SCHEMA,
     TAR_ENCODING,
+    AudioSampleMeta,
+    CodeIndexRow,
+    CodeSampleMeta,
     Member,
     ShardFormatError,
     ShardIndexRow,
-    ShardSampleMeta,
 )
+
+IndexRow = ShardIndexRow | CodeIndexRow
 
 if TYPE_CHECKING:
     import datasets
 
 
 def read_index(out_dir: Path) -> list[ShardIndexRow]:
-    """The rows of `out_dir/index.parquet`, in file order (sorted by key)."""
+    """The rows of an audio shard folder's `index.parquet`, in file order (sorted by key)."""
     table = pq.read_table(out_dir / INDEX_NAME, schema=SHARD_INDEX_ARROW_SCHEMA)
     return [ShardIndexRow(**row) for row in table.to_pylist()]
 
 
-def _member_range(row: ShardIndexRow, member: Member) -> tuple[int, int]:
+def read_code_index(out_dir: Path) -> list[CodeIndexRow]:
+    """The rows of a code shard folder's `index.parquet`, in file order (sorted by key)."""
+    table = pq.read_table(out_dir / INDEX_NAME, schema=CODE_INDEX_ARROW_SCHEMA)
+    return [CodeIndexRow(**row) for row in table.to_pylist()]
+
+
+def _member_range(row: IndexRow, member: Member) -> tuple[int, int]:
     """(byte offset, byte size) of one member's data in its shard."""
-    if member == "flac":
+    if member == "flac" and isinstance(row, ShardIndexRow):
         return row.flac_offset, row.flac_size
-    if member == "codes":
+    if member == "codes" and isinstance(row, CodeIndexRow):
         return row.codes_offset, row.codes_size
     if member == "json":
         return row.json_offset, row.json_size
-    raise ValueError(f"member must be 'flac', 'codes' or 'json', got {member!r}")
+    raise ValueError(f"a {type(row).__name__} has no member {member!r}")
 
 
-def read_member(lake_root: Path, row: ShardIndexRow, member: Member) -> bytes:
+def read_member(lake_root: Path, row: IndexRow, member: Member) -> bytes:
     """One member's data bytes, found by the index offsets: a seek and a read, no tar parsing.
 
-    `member` is "flac", "codes" (the `.codes.npy` bytes) or "json".
+    `member` is "flac" or "json" of an audio shard row, "codes" (the `.codes.npy`
+    bytes) or "json" of a code shard row.
     """
     offset, size = _member_range(row, member)
     with (lake_root / row.shard).open("rb") as handle:
@@ -65,9 +78,7 @@ def read_member(lake_root: Path, row: ShardIndexRow, member: Member) -> bytes:
     return data
 
 
-def read_members(
-    lake_root: Path, rows: Iterable[ShardIndexRow], member: Member
-) -> Iterator[bytes]:
+def read_members(lake_root: Path, rows: Iterable[IndexRow], member: Member) -> Iterator[bytes]:
     """`read_member` for many rows, in their order, opening each shard once per run of rows.
 
     Rows in index order (sorted by key, so grouped by shard) open every shard once.
@@ -147,7 +158,7 @@ def iter_shard_samples(shard_path: Path) -> Iterator[tuple[str, dict[str, bytes]
 
 
 def hf_features() -> datasets.Features:
-    """The Hugging Face `datasets` features of our shards, for `load_dataset("webdataset", ...)`.
+    """The Hugging Face `datasets` features of our audio shards, for `load_dataset("webdataset")`.
 
     Pass them as `features=`: without them `datasets` infers the types from the
     first 5 samples, and a metadata field that is null in all five (e.g. no
@@ -156,10 +167,28 @@ def hf_features() -> datasets.Features:
     """
     import datasets  # a reader's dependency only; the writer does not need it
 
-    meta = datasets.Features.from_arrow_schema(arrow_schema(ShardSampleMeta))
+    meta = datasets.Features.from_arrow_schema(arrow_schema(AudioSampleMeta))
     return datasets.Features(
         {
             "flac": datasets.Audio(),
+            "json": dict(meta),
+            "__key__": datasets.Value("string"),
+            "__url__": datasets.Value("string"),
+        }
+    )
+
+
+def hf_code_features() -> datasets.Features:
+    """The Hugging Face `datasets` features of our code shards (codes and their JSON).
+
+    Loaded in the same shard order as the audio shards, row i of one is row i of
+    the other (`__key__` equal).
+    """
+    import datasets
+
+    meta = datasets.Features.from_arrow_schema(arrow_schema(CodeSampleMeta))
+    return datasets.Features(
+        {
             "codes.npy": datasets.List(datasets.Value("uint16")),
             "json": dict(meta),
             "__key__": datasets.Value("string"),

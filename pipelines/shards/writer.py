@@ -1,22 +1,22 @@
-"""Write one unit's accepted utterances as deterministic WebDataset shards.
+"""Write one unit's samples of one field as deterministic WebDataset shards, index last.
 
-`write_shards` sorts a unit's samples by key and packs them into
-`shard-000000.tar`, `shard-000001.tar`, … (bounded by bytes and by sample
-count), each sample as three consecutive members `<key>.flac`,
-`<key>.codes.npy` and `<key>.json`, then writes `index.parquet` with one
-`ShardIndexRow` per sample: which shard, and where each member's data lies in
-it. The tar metadata is fixed (mtime 0, owner 0/"", mode 0o644, PAX format),
-so identical samples give byte-identical shards and an identical index.
+A field is the audio (`<key>.flac`, `<key>.json`) or the codes (`<key>.codes.npy`,
+`<key>.json`) of a unit's accepted utterances (`schemas/shards.py`).
+`write_shards` sorts the samples by key and packs them into `audio-000000.tar`,
+… — bounded by bytes and sample count (`ShardLimits`), or into given shard sizes
+so that code shards keep the audio shards' boundaries — then writes the field's
+`index.parquet` with one row per sample (made by the caller's `index_row` from
+where the sample's members landed). The tar metadata is fixed (mtime 0, owner
+0/"", mode 0o644, PAX format), so identical samples give byte-identical shards
+and an identical index.
 
 Crash safety: the index is removed first and written last, and every shard is
-written under a temporary name (`.shard-000000.tar.<random>.tmp`, which no
-`shard-*.tar` glob matches) and renamed into place only when complete. A
-killed writer therefore leaves only complete shards and no index; a present
-`index.parquet` means every shard it names is complete.
+written under a temporary name (`.audio-000000.tar.<random>.tmp`, which no
+shard glob matches) and renamed into place only when complete. A killed writer
+therefore leaves only complete shards and no index; a present `index.parquet`
+means every shard it names is complete.
 
-Keys, shard names and the `.codes.npy` codec are the shard contract in
-`schemas/shards.py`; `pipelines/shards/reader.py` reads shards back.
-
+`pipelines/shards/reader.py` reads shards back.
 """
 
 from __future__ import annotations
@@ -25,28 +25,22 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
+from pydantic import BaseModel
 
 from pipelines.lake.atomic import atomic_write, remove_stale_temporaries, write_parquet_atomic
 from schemas.shards import (
     _KEY_VALID,
-    _SHARD_NAME,
     INDEX_NAME,
-    MEMBER_EXTENSIONS,
-    SHARD_GLOB,
-    SHARD_INDEX_ARROW_SCHEMA,
     TAR_ENCODING,
     ShardFormatError,
-    ShardIndexRow,
     ShardLimits,
-    ShardSampleMeta,
-    encode_codes,
     shard_name,
+    shard_number,
 )
 
 # PAX so that member names longer than 100 characters (long utterance ids) are stored
@@ -58,32 +52,48 @@ RECORD_BYTES = tarfile.RECORDSIZE  # 10240: tarfile pads the closed archive to w
 
 
 @dataclass(frozen=True)
-class ShardSample:
-    """One accepted utterance as it goes into a shard.
+class ShardField:
+    """One field of a unit's shards: its shard file prefix and its members, in write order."""
 
-    `flac` is the 16 kHz mono 16-bit FLAC file (`pipelines.audio.encode_flac16`),
-    `codes` the 1-D uint16 GLM-4-Voice codes (12.5 per second of audio).
+    prefix: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ShardSample:
+    """One utterance's members of one field, as they go into a shard.
+
+    `payloads` are the member bytes in the field's `members` order (for audio: the
+    16 kHz mono 16-bit FLAC file and the JSON from `encode_meta`).
     """
 
     key: str
     utterance_id: str
-    flac: bytes
-    codes: np.ndarray
-    meta: ShardSampleMeta
+    payloads: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class PlacedSample:
+    """Where one sample landed: its shard (relative to the lake root), the shard's sha256
+    and bytes, and (offset, size) of each member's data in the tar, in `members` order."""
+
+    sample: ShardSample
+    shard: str
+    shard_sha256: str
+    shard_bytes: int
+    ranges: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
 class _EncodedSample:
-    """A sample's three member payloads, in `MEMBER_EXTENSIONS` order, and its tar bytes."""
+    """A sample, its members' tar headers (in `members` order) and the bytes it adds to a tar."""
 
     sample: ShardSample
-    payloads: tuple[bytes, bytes, bytes]
+    headers: tuple[bytes, ...]
     tar_bytes: int
 
 
-
-
-def encode_meta(meta: ShardSampleMeta) -> bytes:
+def encode_meta(meta: BaseModel) -> bytes:
     """The `<key>.json` payload: the metadata as compact JSON, sorted keys, UTF-8.
 
     NaN or infinite floats are refused (they are not JSON).
@@ -110,9 +120,10 @@ def _member_info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def _header_bytes(name: str, size: int) -> int:
-    """Bytes of a member's header(s) as written, a PAX extended header included if needed."""
-    return len(_member_info(name, size).tobuf(TAR_FORMAT, TAR_ENCODING, "surrogateescape"))
+def _header(name: str, size: int) -> bytes:
+    """A member's header block(s) exactly as tarfile writes them, PAX extended header included
+    when the name needs one."""
+    return _member_info(name, size).tobuf(TAR_FORMAT, TAR_ENCODING, "surrogateescape")
 
 
 def _padded(size: int, unit: int) -> int:
@@ -128,40 +139,25 @@ def closed_tar_bytes(member_bytes: int) -> int:
     return _padded(member_bytes + 2 * BLOCK_BYTES, RECORD_BYTES)
 
 
-def _validate(sample: ShardSample, source: str) -> None:
-    """Refuse a sample whose key, codes or metadata break the shard contract."""
+def _encode(sample: ShardSample, field: ShardField) -> _EncodedSample:
+    """Check a sample against the contract and measure what its members add to a tar."""
     if not _KEY_VALID.fullmatch(sample.key):
         raise ShardFormatError(
             f"key {sample.key!r} of {sample.utterance_id!r} is not [A-Za-z0-9_-]+ (use shard_key)"
         )
-    if sample.meta.utterance_id != sample.utterance_id:
+    if len(sample.payloads) != len(field.members):
         raise ShardFormatError(
-            f"sample {sample.key!r}: meta.utterance_id {sample.meta.utterance_id!r} "
-            f"!= utterance_id {sample.utterance_id!r}"
+            f"sample {sample.key!r}: {len(sample.payloads)} payloads for members {field.members}"
         )
-    if sample.meta.source != source:
-        raise ShardFormatError(
-            f"sample {sample.key!r}: meta.source {sample.meta.source!r} != source {source!r}"
-        )
-    codes = np.asarray(sample.codes)
-    if codes.dtype != np.uint16 or codes.ndim != 1:
-        raise ShardFormatError(
-            f"sample {sample.key!r}: codes must be 1-D uint16, got {codes.dtype} {codes.shape}"
-        )
-    if sample.meta.n_codes != len(codes):
-        raise ShardFormatError(
-            f"sample {sample.key!r}: meta.n_codes {sample.meta.n_codes} != {len(codes)} codes"
-        )
-
-
-def _encode(sample: ShardSample) -> _EncodedSample:
-    """Serialise a sample's members and measure what they add to a tar."""
-    payloads = (bytes(sample.flac), encode_codes(sample.codes), encode_meta(sample.meta))
-    tar_bytes = sum(
-        _header_bytes(f"{sample.key}.{ext}", len(data)) + _padded(len(data), BLOCK_BYTES)
-        for ext, data in zip(MEMBER_EXTENSIONS, payloads, strict=True)
+    headers = tuple(
+        _header(f"{sample.key}.{ext}", len(data))
+        for ext, data in zip(field.members, sample.payloads, strict=True)
     )
-    return _EncodedSample(sample, payloads, tar_bytes)
+    tar_bytes = sum(
+        len(header) + _padded(len(data), BLOCK_BYTES)
+        for header, data in zip(headers, sample.payloads, strict=True)
+    )
+    return _EncodedSample(sample, headers, tar_bytes)
 
 
 def _plan_shards(samples: list[_EncodedSample], limits: ShardLimits) -> list[list[_EncodedSample]]:
@@ -187,6 +183,21 @@ def _plan_shards(samples: list[_EncodedSample], limits: ShardLimits) -> list[lis
     return shards
 
 
+def _split_by_sizes(
+    samples: list[_EncodedSample], sizes: Sequence[int]
+) -> list[list[_EncodedSample]]:
+    """Cut key-sorted samples into consecutive shards of exactly `sizes` samples."""
+    if sum(sizes) != len(samples) or any(size < 1 for size in sizes):
+        raise ShardFormatError(
+            f"shard sizes {list(sizes)} do not cover {len(samples)} samples exactly"
+        )
+    shards, start = [], 0
+    for size in sizes:
+        shards.append(samples[start : start + size])
+        start += size
+    return shards
+
+
 class _HashingWriter:
     """A write-only file object that counts and sha256-hashes what passes through it."""
 
@@ -205,77 +216,81 @@ class _HashingWriter:
         return self.bytes_written
 
 
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> int:
-    """Append one regular file to `tar`; return the byte offset of its data in the archive."""
-    info = _member_info(name, len(data))
-    offset_data = tar.offset + _header_bytes(name, len(data))
-    tar.addfile(info, io.BytesIO(data))
-    return offset_data
+def _write_one_shard(
+    path: Path, shard: list[_EncodedSample]
+) -> tuple[list[tuple[tuple[int, int], ...]], str, int]:
+    """Write one shard atomically; return each sample's member ranges, its sha256 and bytes.
 
-
-@dataclass(frozen=True)
-class _Placed:
-    """Where one sample's members landed in its shard: (offset, size) per member."""
-
-    encoded: _EncodedSample
-    ranges: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
-
-
-def _write_one_shard(path: Path, shard: list[_EncodedSample]) -> tuple[list[_Placed], str, int]:
-    """Write one shard atomically; return the samples' member ranges, its sha256 and bytes."""
-    placed: list[_Placed] = []
+    The archive is written block by block exactly as `tarfile` writes it (each member's
+    header, its data padded to 512 bytes, then two zero blocks and padding to whole
+    10240-byte records), with the headers computed once when the shard was planned.
+    """
+    placed: list[tuple[tuple[int, int], ...]] = []
     with atomic_write(path) as handle:
         writer = _HashingWriter(handle)
-        with tarfile.open(
-            fileobj=writer, mode="w", format=TAR_FORMAT, encoding=TAR_ENCODING
-        ) as tar:
-            for encoded in shard:
-                ranges = []
-                for ext, data in zip(MEMBER_EXTENSIONS, encoded.payloads, strict=True):
-                    offset = _add_member(tar, f"{encoded.sample.key}.{ext}", data)
-                    ranges.append((offset, len(data)))
-                placed.append(_Placed(encoded, (ranges[0], ranges[1], ranges[2])))
+        for encoded in shard:
+            ranges = []
+            for header, data in zip(encoded.headers, encoded.sample.payloads, strict=True):
+                writer.write(header)
+                ranges.append((writer.bytes_written, len(data)))
+                writer.write(data)
+                padding = _padded(len(data), BLOCK_BYTES) - len(data)
+                if padding:
+                    writer.write(bytes(padding))
+            placed.append(tuple(ranges))
+        end = closed_tar_bytes(writer.bytes_written)
+        writer.write(bytes(end - writer.bytes_written))
     expected = closed_tar_bytes(sum(e.tar_bytes for e in shard))
     if writer.bytes_written != expected:
-        # The byte bound rests on this prediction; a tarfile that writes otherwise breaks it.
+        # The byte bound rests on this prediction.
         raise RuntimeError(f"{path}: wrote {writer.bytes_written} bytes, planned {expected}")
     return placed, writer.sha256.hexdigest(), writer.bytes_written
 
 
-def _existing_shard_names(out_dir: Path) -> set[str]:
-    """Names of the `shard-NNNNNN.tar` files in `out_dir`."""
-    return {p.name for p in out_dir.glob(SHARD_GLOB) if _SHARD_NAME.fullmatch(p.name)}
+def _existing_shard_names(out_dir: Path, prefix: str) -> set[str]:
+    """Names of the `<prefix>-NNNNNN.tar` files in `out_dir`."""
+    return {
+        p.name
+        for p in out_dir.glob(f"{prefix}-*.tar")
+        if shard_number(p.name) is not None and p.name.startswith(f"{prefix}-")
+    }
 
 
 def write_shards(
     samples: Iterable[ShardSample],
     out_dir: Path,
-    limits: ShardLimits,
+    field: ShardField,
     *,
-    source: str,
-    unit: str,
     lake_root: Path,
-) -> list[ShardIndexRow]:
-    """Write one unit's samples as WebDataset shards in `out_dir` plus `out_dir/index.parquet`.
+    index_row: Callable[[PlacedSample], BaseModel],
+    index_schema: pa.Schema,
+    limits: ShardLimits | None = None,
+    sizes: Sequence[int] | None = None,
+    index_metadata: dict[bytes, bytes] | None = None,
+) -> list[PlacedSample]:
+    """Write one unit's samples of `field` as WebDataset shards in `out_dir`, then its index.
 
     The samples are sorted by key (keys must be unique and `[A-Za-z0-9_-]+`,
-    see `shard_key`) and packed greedily into `shard-000000.tar`, … bounded by
-    `limits.max_bytes` (whole tar file bytes, end-of-archive padding
-    included) and `limits.max_samples`; a sample is never split and one larger
-    than `max_bytes` gets a shard alone. Each sample's `meta.utterance_id`
-    must equal its `utterance_id`, `meta.source` equal `source` and
-    `meta.n_codes` the number of its codes.
+    see `shard_key`) and packed in order into `<prefix>-000000.tar`, …: either
+    greedily under `limits` (whole tar file bytes, end-of-archive padding
+    included, and samples per shard; a sample is never split and one larger
+    than `max_bytes` gets a shard alone), or into exactly `sizes` samples per
+    shard (how code shards keep the audio shards' boundaries). Give one of the two.
 
     Order of work, for crash safety: the old index is removed, temporaries of a
     killed earlier run are removed, each shard is written to a temporary file
     and renamed into place when complete, shards of an earlier run beyond the
-    new count are removed, and the index is written last. A shard whose bytes
-    are unchanged is left alone (its mtime too).
+    new count are removed, and `out_dir/index.parquet` (one `index_row(placed)`
+    per sample, in key order, with `index_metadata` as its Parquet key-value
+    metadata) is written last. A shard whose bytes are unchanged is left alone
+    (its mtime too).
 
-    Returns one `ShardIndexRow` per sample, sorted by key: `shard` is the shard
-    path relative to `lake_root` (POSIX separators), offsets are byte offsets
-    of member data in the tar file, sizes are member data bytes.
+    Returns the placed samples in key order: `shard` is the shard path relative
+    to `lake_root` (POSIX separators), ranges are byte offsets and sizes of the
+    member data in the tar file.
     """
+    if (limits is None) == (sizes is None):
+        raise ValueError("give either limits or sizes")
     shard_dir = out_dir.resolve()
     try:
         shard_dir_in_lake = shard_dir.relative_to(lake_root.resolve()).as_posix()
@@ -284,55 +299,37 @@ def write_shards(
 
     encoded: list[_EncodedSample] = []
     for sample in sorted(samples, key=lambda s: s.key):
-        _validate(sample, source)
         if encoded and encoded[-1].sample.key == sample.key:
             raise ShardFormatError(
                 f"duplicate key {sample.key!r}: utterances {encoded[-1].sample.utterance_id!r} "
                 f"and {sample.utterance_id!r}"
             )
-        encoded.append(_encode(sample))
-    plan = _plan_shards(encoded, limits)
+        encoded.append(_encode(sample, field))
+    plan = _plan_shards(encoded, limits) if limits is not None else _split_by_sizes(encoded, sizes)
 
     shard_dir.mkdir(parents=True, exist_ok=True)
     index_path = shard_dir / INDEX_NAME
     index_path.unlink(missing_ok=True)
     remove_stale_temporaries(shard_dir)
 
-    rows: list[ShardIndexRow] = []
-    for shard_index, shard in enumerate(plan):
-        name = shard_name(shard_index)
-        placed, sha256, shard_bytes = _write_one_shard(shard_dir / name, shard)
-        for item in placed:
-            sample = item.encoded.sample
-            (flac_offset, flac_size), (codes_offset, codes_size), (json_offset, json_size) = (
-                item.ranges
-            )
-            rows.append(
-                ShardIndexRow(
-                    key=sample.key,
-                    utterance_id=sample.utterance_id,
-                    source=source,
-                    unit=unit,
-                    shard=f"{shard_dir_in_lake}/{name}" if shard_dir_in_lake != "." else name,
-                    shard_sha256=sha256,
-                    shard_bytes=shard_bytes,
-                    flac_offset=flac_offset,
-                    flac_size=flac_size,
-                    codes_offset=codes_offset,
-                    codes_size=codes_size,
-                    json_offset=json_offset,
-                    json_size=json_size,
-                    duration_s=sample.meta.duration_s,
-                    n_codes=sample.meta.n_codes,
-                )
-            )
+    placed: list[PlacedSample] = []
+    for number, shard in enumerate(plan):
+        name = shard_name(field.prefix, number)
+        ranges, sha256, shard_bytes = _write_one_shard(shard_dir / name, shard)
+        relative = f"{shard_dir_in_lake}/{name}" if shard_dir_in_lake != "." else name
+        placed.extend(
+            PlacedSample(item.sample, relative, sha256, shard_bytes, member_ranges)
+            for item, member_ranges in zip(shard, ranges, strict=True)
+        )
 
-    written = {shard_name(i) for i in range(len(plan))}
-    for stale in sorted(_existing_shard_names(shard_dir) - written):
+    written = {shard_name(field.prefix, i) for i in range(len(plan))}
+    for stale in sorted(_existing_shard_names(shard_dir, field.prefix) - written):
         (shard_dir / stale).unlink()
 
     table = pa.Table.from_pylist(
-        [row.model_dump() for row in rows], schema=SHARD_INDEX_ARROW_SCHEMA
+        [index_row(item).model_dump() for item in placed], schema=index_schema
     )
+    if index_metadata:
+        table = table.replace_schema_metadata(index_metadata)
     write_parquet_atomic(index_path, table)
-    return rows
+    return placed

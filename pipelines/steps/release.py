@@ -3,12 +3,14 @@
 Releases are immutable: `create_configured_releases` creates each configured
 release that does not exist yet and keeps an existing one as it is (a changed
 spec for an existing name is reported, never applied), then registers them in
-the catalogue in one update and verifies every configured release's shards.
+the catalogue in one update and verifies every configured release's audio and code
+shards.
 `create_and_register` creates ONE release from a `ReleaseSpec` and registers it:
 what `voxlake release create` does.
 
-Check of the `release` asset: `check_shards_intact`, every shard of every
-configured release still has the sha256 recorded when it was released.
+Check of the `release` asset: `check_shards_intact`, every audio shard and every code
+shard of every configured release still exists with the sha256 recorded when it was
+released.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def create_configured_releases(
         outcome.created.append(spec.name)
         info(
             f"release {spec.name}: {made.release.n_utterances} utterances, "
-            f"{made.release.duration_s / 3600:.4f} h in {len(made.release.shards)} shards"
+            f"{made.release.duration_s / 3600:.4f} h in {len(made.release.shards)} audio and "
+            f"{len(made.release.code_shards)} code shards"
         )
     # One update registers every release created above; each was selected from the
     # catalogue as it stood before this step.
@@ -103,5 +106,6 @@ def create_configured_releases(
 
 
 def check_shards_intact(problems: list[str]) -> CheckOutcome:
-    """Passes when no release shard is missing or changed (`problems` from verification)."""
+    """Passes when no audio or code shard of a release is missing or changed (`problems` from
+    `verify_release_shards`)."""
     return CheckOutcome(passed=not problems, metadata={"problems": problems[:MAX_PROBLEMS_SHOWN]})

@@ -42,7 +42,6 @@ def test_definitions_load_with_one_inventory_per_source(project: Project) -> Non
         "quality",
         "quality_report",
         "tokens",
-        "shards",
         "catalogue",
         "release",
         "train_stage1",

@@ -16,6 +16,7 @@ import soundfile as sf
 import webdataset as wds
 
 from assets.runner import run_assets
+from inference.glm4voice import expected_code_count
 from pipelines.catalogue.build import rebuild_catalogue
 from pipelines.catalogue.read import open_catalogue_readonly, query_catalogue
 from pipelines.demo.project import demo_config
@@ -23,12 +24,14 @@ from pipelines.project import Project, init_project
 from pipelines.releases.audit import audit
 from pipelines.releases.create import ReleaseError, create_release, load_release
 from pipelines.steps.release import create_and_register
+from pipelines.tokenizer import configured_tokenizer_sha256
 from schemas import ProjectConfig, ReleaseSpec
 from schemas.shards import decode_codes
 
 TABLES = [
     "utterances",
     "shards",
+    "code_shards",
     "units",
     "sources",
     "releases",
@@ -57,28 +60,38 @@ def _table(con, name: str) -> pl.DataFrame:  # type: ignore[no-untyped-def]
     return frame.sort(frame.columns)
 
 
-def test_shards_read_back_with_webdataset(project: Project) -> None:
+def test_audio_and_code_shards_read_back_with_webdataset(project: Project) -> None:
     lake = project.lake
-    for index_path in sorted((lake.root / "shards").glob("*/*/index.parquet")):
+    tokenizer = configured_tokenizer_sha256(project.directory, project.config.tokenizer)
+    assert tokenizer is not None
+    indexes = sorted(lake.shards_root().glob("*/*/index.parquet"))
+    assert indexes
+    for index_path in indexes:
         index = pl.read_parquet(index_path)
         unit = index_path.parent.name
         source = index_path.parent.parent.name
-        tokens = pl.read_parquet(lake.tokens(source, unit))
-        codes_by_id = dict(tokens.select("utterance_id", "codes").iter_rows())
-        urls = sorted(str(p) for p in index_path.parent.glob("shard-*.tar"))
-        if not urls:  # a unit with nothing accepted has an empty index and no shard
-            assert index.height == 0 and not codes_by_id
+        code_folder = lake.codes_dir(tokenizer, source, unit)
+        code_index = pl.read_parquet(code_folder / "index.parquet")
+        audio_urls = sorted(str(p) for p in index_path.parent.glob("audio-*.tar"))
+        code_urls = sorted(str(p) for p in code_folder.glob("codes-*.tar"))
+        assert len(audio_urls) == len(code_urls)
+        if not audio_urls:  # a unit with nothing accepted has empty indexes and no shard
+            assert index.height == 0 and code_index.height == 0
             continue
-        seen = []
-        for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-            audio, rate = sf.read(io.BytesIO(sample["flac"]), dtype="int16")
-            meta = json.loads(sample["json"])
-            assert rate == 16000 and audio.ndim == 1
-            assert decode_codes(sample["codes.npy"]).tolist() == codes_by_id[meta["utterance_id"]]
-            assert len(audio) == round(meta["duration_s"] * 16000)
-            seen.append(sample["__key__"])
-        assert sorted(seen) == sorted(index["key"].to_list())
-        assert set(index["utterance_id"]) == set(codes_by_id)
+        audio = list(wds.WebDataset(audio_urls, shardshuffle=False, empty_check=False))
+        codes = list(wds.WebDataset(code_urls, shardshuffle=False, empty_check=False))
+        assert [s["__key__"] for s in audio] == [s["__key__"] for s in codes]
+        assert [s["__key__"] for s in audio] == index["key"].to_list()
+        for audio_sample, code_sample in zip(audio, codes, strict=True):
+            samples, rate = sf.read(io.BytesIO(audio_sample["flac"]), dtype="int16")
+            meta = json.loads(audio_sample["json"])
+            code_meta = json.loads(code_sample["json"])
+            assert rate == 16000 and samples.ndim == 1
+            assert len(samples) == round(meta["duration_s"] * 16000)
+            values = decode_codes(code_sample["codes.npy"])
+            assert len(values) == code_meta["n_codes"] == expected_code_count(len(samples))
+            assert code_meta["utterance_id"] == meta["utterance_id"]
+            assert code_meta["text"] == meta["text"]
 
 
 def test_catalogue_equals_a_rebuild(project: Project, tmp_path: Path) -> None:
@@ -115,7 +128,7 @@ def test_audit_passes_then_catches_tampering(project: Project, tmp_path: Path) -
     copy = tmp_path / "proj"
     shutil.copytree(project.directory, copy, symlinks=True)
     tampered = Project(copy, project.config)
-    shard = sorted((tampered.lake.root / "shards").glob("*/*/shard-*.tar"))[0]
+    shard = sorted((tampered.lake.root / "shards").glob("*/*/audio-*.tar"))[0]
     data = bytearray(shard.read_bytes())
     data[1000] ^= 0xFF  # one flipped byte inside the first member's data
     shard.write_bytes(bytes(data))
@@ -134,7 +147,7 @@ def test_catalogue_row_without_a_shard_is_caught(project: Project, tmp_path: Pat
     tampered = Project(copy, project.config)
     index_path = sorted((tampered.lake.root / "shards").glob("*/*/index.parquet"))[0]
     index = pl.read_parquet(index_path)
-    ghost_shard = str(Path(index["shard"][0]).with_name("shard-999999.tar"))
+    ghost_shard = str(Path(index["shard"][0]).with_name("audio-999999.tar"))
     moved = index.with_columns(
         pl.when(pl.int_range(pl.len()) == 0)
         .then(pl.lit(ghost_shard))
@@ -145,7 +158,7 @@ def test_catalogue_row_without_a_shard_is_caught(project: Project, tmp_path: Pat
     rebuild_catalogue(tampered)
     result = audit(tampered, sample=0)
     assert not result.passed
-    assert any("shard-999999" in p for p in result.problems)
+    assert any("audio-999999" in p for p in result.problems)
     assert any(index["key"][0] in p for p in result.problems)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
@@ -22,7 +23,7 @@ from assets.services import LOCATION_NAME
 from pipelines.catalogue.build import rebuild_catalogue
 from pipelines.catalogue.read import open_catalogue_readonly
 from pipelines.demo.project import demo_config
-from pipelines.project import Project, init_project
+from pipelines.project import Project, init_project, load_project
 from schemas import ProjectConfig
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,7 @@ def _assert_catalogue_equals_rebuild(project: Project, tmp_path: Path) -> None:
         open_catalogue_readonly(project.catalogue_path) as a,
         open_catalogue_readonly(rebuilt) as b,
     ):
-        for table in ("utterances", "shards", "units", "sources"):
+        for table in ("utterances", "shards", "code_shards", "units", "sources"):
             assert _table(a, table).equals(_table(b, table)), table
 
 
@@ -89,7 +90,7 @@ def test_runs_are_queued_from_the_code_location_and_carry_many_units(
     unit_runs = _unit_runs(instance, report.run_ids)
     # At most two units per run, and the runs fill the queue's slots.
     assert len(unit_runs) >= math.ceil(len(units) / 2)
-    for key in ("manifest", "quality", "tokens", "shards"):
+    for key in ("manifest", "quality", "tokens"):
         assert instance.get_materialized_partitions(dg.AssetKey(key)) == set(units), key
     jobs = [instance.get_run_by_id(r).job_name for r in report.run_ids]
     catalogue_runs = [j for j in jobs if j == "lake_job"]
@@ -104,7 +105,7 @@ def test_runs_are_queued_from_the_code_location_and_carry_many_units(
     # unchanged is processed again.
     def materializations(unit: str) -> int:
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("shards"), asset_partitions=[unit]),
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("tokens"), asset_partitions=[unit]),
             limit=10,
         ).records
         return len(records)
@@ -116,6 +117,28 @@ def test_runs_are_queued_from_the_code_location_and_carry_many_units(
     assert third.success, third.failures
     assert [instance.get_run_by_id(r).job_name for r in third.run_ids] == ["inventory_job"]
     assert {u: materializations(u) for u in units} == before
+
+    # A policy edit that changes no decision: every unit is judged again (from its
+    # stored measures, nothing decoded), no audio or code shard is rewritten, and the
+    # tokens step finds its codes current (no tokenizer is loaded).
+    shards_before = _shard_files(project)
+    config = yaml.safe_load(project.config_path.read_text())
+    config["quality"]["max_duration_s"] = 60.0  # no bundled utterance is that long
+    project.config_path.write_text(yaml.safe_dump(config))
+    edited = load_project(project.directory)
+    fourth = run_assets(edited)
+    assert fourth.success, fourth.failures
+    assert _shard_files(edited) == shards_before
+
+    def latest(asset: str) -> list:
+        return instance.fetch_materializations(dg.AssetKey(asset), limit=len(units)).records
+
+    assert {r.partition_key for r in latest("quality")} == set(units)
+    assert all(
+        r.asset_materialization.metadata["decoded"].value is False for r in latest("quality")
+    )
+    assert {r.partition_key for r in latest("tokens")} == set(units)
+    assert all(r.asset_materialization.metadata["reused"].value is True for r in latest("tokens"))
 
 
 def test_a_failed_unit_is_visible_and_re_runs_alone(tmp_path: Path, corpora: Path) -> None:
@@ -141,8 +164,8 @@ def test_a_failed_unit_is_visible_and_re_runs_alone(tmp_path: Path, corpora: Pat
     assert statuses[victim] == AssetPartitionStatus.FAILED
     others = [u for u in units if u != victim]
     assert all(statuses[u] == AssetPartitionStatus.MATERIALIZED for u in others)
-    # The units that shared the victim's run went on to their shards all the same.
-    assert instance.get_materialized_partitions(dg.AssetKey("shards")) == set(others)
+    # The units that shared the victim's run went on to their codes all the same.
+    assert instance.get_materialized_partitions(dg.AssetKey("tokens")) == set(others)
     assert instance.get_materialized_partitions(dg.AssetKey("catalogue")) is not None
 
     blocker.rmdir()
@@ -150,7 +173,7 @@ def test_a_failed_unit_is_visible_and_re_runs_alone(tmp_path: Path, corpora: Pat
     assert retry.success, retry.failures
     unit_runs = _unit_runs(instance, retry.run_ids)
     assert len(unit_runs) == 1 and unit_runs[0].tags.get("dagster/partition") == victim
-    assert instance.get_materialized_partitions(dg.AssetKey("shards")) == set(units)
+    assert instance.get_materialized_partitions(dg.AssetKey("tokens")) == set(units)
     _assert_catalogue_equals_rebuild(project, tmp_path)
 
 
@@ -172,25 +195,36 @@ def test_a_second_run_on_one_project_refuses_naming_the_first(
 
 def test_unit_batches_keep_ranges_contiguous_and_bounded() -> None:
     order = [f"s.x.{i:05d}" for i in range(10)]
-    needed = {u: ("manifest", "quality", "tokens", "shards") for u in order}
-    needed[order[4]] = ("shards",)
+    needed = {u: ("manifest", "quality", "tokens") for u in order}
+    needed[order[4]] = ("tokens",)
     batches = unit_batches(needed, order, units_per_run=3, run_slots=2)
     covered = []
     for _, first, last, _ in batches:
         covered += order[order.index(first) : order.index(last) + 1]
     assert covered == order  # every unit once, in order
     assert all(n <= 3 for *_, n in batches)
-    assert (("shards",), order[4], order[4], 1) in batches
+    assert (("tokens",), order[4], order[4], 1) in batches
+
+
+def _shard_files(project: Project) -> dict[str, tuple[int, int]]:
+    """(mtime in ns, bytes) of every audio and code shard file and index in the lake."""
+    root = project.lake.root
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+        for folder in ("shards", "codes")
+        for p in sorted((root / folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def _lake_files(project: Project) -> dict[str, str]:
-    """sha256 of every unit file in the lake (manifests, quality, tokens, shards)."""
+    """sha256 of every unit file in the lake (manifests, quality, audio and code shards)."""
     from schemas.hashing import file_sha256
 
     root = project.lake.root
     return {
         p.relative_to(root).as_posix(): file_sha256(p)
-        for folder in ("manifests", "quality", "tokens", "shards")
+        for folder in ("manifests", "quality", "shards", "codes")
         for p in sorted((root / folder).rglob("*"))
         if p.is_file()
     }
@@ -214,7 +248,7 @@ def test_a_ui_backfill_over_units_gives_what_voxlake_run_gives(
     by_backfill = _project(tmp_path / "b" / "proj", corpora, sources, units_per_run=2)
     assert run_assets(by_backfill, select="group:ingest and not key:manifest").success
     instance = open_instance(by_backfill)
-    unit_assets = [dg.AssetKey(k) for k in ("manifest", "quality", "tokens", "shards")]
+    unit_assets = [dg.AssetKey(k) for k in ("manifest", "quality", "tokens")]
     with dagster_services(by_backfill, instance) as services:
         workspace = services.context.create_request_context()
         backfill = PartitionBackfill.from_asset_partitions(
@@ -241,7 +275,7 @@ def test_a_ui_backfill_over_units_gives_what_voxlake_run_gives(
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": "uibackfill"}))
     units = instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME)
     unit_runs = [
-        r for r in runs if r.asset_selection and dg.AssetKey("shards") in r.asset_selection
+        r for r in runs if r.asset_selection and dg.AssetKey("tokens") in r.asset_selection
     ]
     assert len(unit_runs) == math.ceil(len(units) / 2)  # the backfill policy's two per run
     assert _lake_files(by_backfill) == _lake_files(by_run)
@@ -306,4 +340,4 @@ def test_a_source_whose_inventory_fails_does_not_stop_the_others(
     instance = open_instance(project)
     units = instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME)
     assert units and all(u.startswith("custom_hf.") for u in units)
-    assert instance.get_materialized_partitions(dg.AssetKey("shards")) == set(units)
+    assert instance.get_materialized_partitions(dg.AssetKey("tokens")) == set(units)

@@ -1,5 +1,7 @@
-"""Tokens in Dagster and on the command line: codes at 12.5 Hz checked per row, and a new
-tokenizer checkpoint makes exactly the tokens (not quality) stale."""
+"""Tokens in Dagster and on the command line: code shards aligned with the audio shards,
+codes at 12.5 Hz checked per sample, and a new tokenizer checkpoint makes exactly the
+tokens (not quality) stale; re-tokenizing writes the new tokenizer's code shards and
+leaves every audio shard as it was."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
+import numpy as np
 import pytest
 import yaml
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
@@ -17,10 +19,13 @@ from typer.testing import CliRunner
 from assets.definitions import INVENTORY_JOB, UNIT_JOB, build_definitions
 from assets.partitions import UNITS_PARTITIONS_NAME
 from inference.glm4voice import expected_code_count, write_demo_checkpoint
+from pipelines.audio.pcm import decode_flac16
 from pipelines.cli.app import app
 from pipelines.demo.project import demo_config
 from pipelines.project import Project, init_project
-from schemas import ProjectConfig
+from pipelines.shards.reader import iter_shard_samples
+from schemas import CodeSampleMeta, ProjectConfig
+from schemas.shards import decode_codes
 
 
 @pytest.fixture
@@ -31,11 +36,16 @@ def project(tmp_path: Path, corpora: Path) -> Project:
     return init_project(tmp_path / "proj", ProjectConfig.model_validate(config))
 
 
-def _materialize(project: Project, instance: dg.DagsterInstance) -> list[str]:
+def _materialize(
+    project: Project,
+    instance: dg.DagsterInstance,
+    assets: tuple[str, ...] = ("manifest", "quality", "tokens"),
+) -> list[str]:
     defs = build_definitions(project.directory)
-    assert defs.resolve_job_def(INVENTORY_JOB).execute_in_process(instance=instance).success
+    if "manifest" in assets:
+        assert defs.resolve_job_def(INVENTORY_JOB).execute_in_process(instance=instance).success
     units = instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME)
-    selection = [dg.AssetKey(k) for k in ("manifest", "quality", "tokens")]
+    selection = [dg.AssetKey(k) for k in assets]
     for unit in units:
         result = defs.resolve_job_def(UNIT_JOB).execute_in_process(
             instance=instance, partition_key=unit, asset_selection=selection
@@ -45,13 +55,51 @@ def _materialize(project: Project, instance: dg.DagsterInstance) -> list[str]:
     return units
 
 
+def _code_folders(project: Project) -> list[Path]:
+    return sorted((project.lake.root / "codes").glob("*/custom_vita/*"))
+
+
+def _files(folders: list[Path]) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p): (p.stat().st_mtime_ns, p.read_bytes())
+        for folder in folders
+        for p in sorted(folder.iterdir())
+    }
+
+
+def _check_aligned(project: Project, code_folder: Path) -> list[np.ndarray]:
+    """Code shard N holds exactly audio shard N's keys, in order; every count is right."""
+    unit = code_folder.name
+    audio_folder = project.lake.shards_dir("custom_vita", unit)
+    audio_tars = sorted(audio_folder.glob("audio-*.tar"))
+    code_tars = sorted(code_folder.glob("codes-*.tar"))
+    assert [p.name[6:] for p in audio_tars] == [p.name[6:] for p in code_tars] and code_tars
+    all_codes = []
+    for audio_tar, code_tar in zip(audio_tars, code_tars, strict=True):
+        audio = list(iter_shard_samples(audio_tar))
+        codes = list(iter_shard_samples(code_tar))
+        assert [k for k, _ in audio] == [k for k, _ in codes]
+        for (_, audio_members), (_, code_members) in zip(audio, codes, strict=True):
+            assert set(code_members) == {"codes.npy", "json"}
+            n_samples = len(decode_flac16(audio_members["flac"]))
+            values = decode_codes(code_members["codes.npy"])
+            meta = CodeSampleMeta.model_validate_json(code_members["json"])
+            assert len(values) == meta.n_codes == expected_code_count(n_samples)
+            audio_meta = json.loads(audio_members["json"])
+            assert meta.tokenizer_is_demo and meta.text == audio_meta["text"]
+            assert meta.pcm_sha256 == audio_meta["pcm_sha256"]
+            all_codes.append(values)
+    return all_codes
+
+
 def test_new_checkpoint_makes_tokens_stale_but_not_quality(project: Project) -> None:
     with dg.instance_for_test(temp_dir=str(project.dagster_home)) as instance:
         unit = _materialize(project, instance)[0]
-        frame = pl.read_parquet(project.lake.root / "tokens" / "custom_vita" / "*.parquet")
-        assert frame.height > 0 and frame["tokenizer_is_demo"].all()
-        for row in frame.iter_rows(named=True):
-            assert row["n_codes"] == expected_code_count(row["n_samples"]) == len(row["codes"])
+        first_folders = _code_folders(project)
+        assert first_folders
+        first_codes = [c for folder in first_folders for c in _check_aligned(project, folder)]
+        audio_before = _files(sorted(project.lake.shards_root().glob("custom_vita/*")))
+        codes_before = _files(first_folders)
 
         def status(key: str) -> StaleStatus:
             graph = build_definitions(project.directory).resolve_asset_graph()
@@ -65,6 +113,17 @@ def test_new_checkpoint_makes_tokens_stale_but_not_quality(project: Project) -> 
         project.config_path.write_text(yaml.safe_dump(config))
         assert status("tokens") == StaleStatus.STALE
         assert status("quality") == StaleStatus.FRESH
+
+        # Re-tokenize: new code shards under the new tokenizer, audio shards untouched.
+        _materialize(project, instance, assets=("tokens",))
+        assert _files(sorted(project.lake.shards_root().glob("custom_vita/*"))) == audio_before
+        assert _files(first_folders) == codes_before  # the old tokenizer's codes are kept
+        new_folders = [f for f in _code_folders(project) if f not in first_folders]
+        assert [f.name for f in new_folders] == [f.name for f in first_folders]
+        new_codes = [c for folder in new_folders for c in _check_aligned(project, folder)]
+        assert len(new_codes) == len(first_codes)
+        assert any(not np.array_equal(a, b) for a, b in zip(new_codes, first_codes, strict=True))
+        assert status("tokens") == StaleStatus.FRESH
 
 
 def test_tokenize_command_prints_codes(project: Project, corpora: Path) -> None:

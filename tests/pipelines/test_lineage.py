@@ -1,12 +1,13 @@
-"""Lineage over a tiny real lake: WebDataset shards written by the shard writer for two
-units of one source, the units index, two releases written with the release contract,
+"""Lineage over a tiny real lake: audio shards and the code shards aligned with them,
+written by the shard writer for two units of one source, the units index, two releases
+written with the release contract (audio shards and code shards),
 two training runs written by hand with `RunRecord` (stage1 from an outside model on
 `tiny-v1`, then mtp1 from stage1's checkpoint on `tiny-v2`) and their evaluations.
 
 Checked: `lineage()` finds the checkpoint by path (absolute, lake-relative,
 cwd-relative, the run folder, a file inside), by run id and by sha256 prefix; the
-chain back to the first stage, each run's release with shards whose sha256 are the
-release's (and the files'), units and sources; the evaluations of that checkpoint
+chain back to the first stage, each run's release with audio and code shards whose
+sha256 are the release's (and the files'), units and sources; the evaluations of that checkpoint
 only; the errors (unknown, ambiguous, missing release or base run, old catalogue);
 and `voxlake lineage` as a tree and as JSON.
 """
@@ -28,7 +29,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from pipelines.audio.pcm import encode_flac16
+from pipelines.audio.pcm import encode_flac16, pcm_sha256
 from pipelines.catalogue.build import rebuild_catalogue
 from pipelines.catalogue.errors import CatalogueError
 from pipelines.cli.app import app
@@ -36,16 +37,9 @@ from pipelines.cli.render import lineage_tree
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.lineage import Lineage, LineageError, lineage
 from pipelines.project import Project, load_project
-from pipelines.shards.writer import ShardSample, write_shards
+from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
 from pipelines.units import write_units_index
-from schemas import (
-    ProjectConfig,
-    ShardIndexRow,
-    ShardLimits,
-    ShardSampleMeta,
-    SourceConfig,
-    UnitPlan,
-)
+from schemas import ProjectConfig, SourceConfig, UnitPlan
 from schemas.hashing import file_sha256
 from schemas.release import (
     RELEASE_FILE,
@@ -54,7 +48,21 @@ from schemas.release import (
     Release,
     ReleaseShard,
 )
-from schemas.shards import shard_key
+from schemas.shards import (
+    AUDIO_MEMBERS,
+    AUDIO_SHARD_PREFIX,
+    CODE_INDEX_ARROW_SCHEMA,
+    CODE_MEMBERS,
+    CODE_SHARD_PREFIX,
+    SHARD_INDEX_ARROW_SCHEMA,
+    AudioSampleMeta,
+    CodeIndexRow,
+    CodeSampleMeta,
+    ShardIndexRow,
+    ShardLimits,
+    encode_codes,
+    shard_key,
+)
 from schemas.training import EvalRecord, RunRecord
 
 RATE_HZ = 16000
@@ -67,69 +75,183 @@ STAGE1, MTP1 = "stage1-0001", "mtp1-0001"
 STAGE1_SHA256 = "abcdef01" + "1" * 56
 MTP1_SHA256 = "abcdef02" + "2" * 56
 OUTSIDE_BASE = "/models/Qwen2-7B-Instruct"
+AUDIO_FIELD = ShardField(prefix=AUDIO_SHARD_PREFIX, members=AUDIO_MEMBERS)
+CODE_FIELD = ShardField(prefix=CODE_SHARD_PREFIX, members=CODE_MEMBERS)
 
 
 @dataclasses.dataclass(frozen=True)
 class TinyLake:
     project: Project
-    rows: dict[str, list[ShardIndexRow]]  # by unit
+    rows: dict[str, list[tuple[ShardIndexRow, CodeIndexRow]]]  # by unit: audio and code rows
     releases: dict[str, Release]
 
 
-def _sample(index: int, unit: str, rng: np.random.Generator) -> ShardSample:
+def _planned(index: int, rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray]:
+    """An utterance id, its 16 kHz audio and its codes (12.5 per second)."""
     utterance_id = f"{SOURCE}/spk{index % 2}/utt-{index:04d}"
     frames = int(RATE_HZ * rng.uniform(0.3, 0.8))
     audio = (0.2 * np.sin(2 * np.pi * (200 + 40 * index) * np.arange(frames) / RATE_HZ)).astype(
         np.float32
     )
     codes = rng.integers(0, 16384, max(1, round(frames / RATE_HZ * 12.5))).astype(np.uint16)
-    meta = ShardSampleMeta(
-        utterance_id=utterance_id,
-        source=SOURCE,
-        text=f"sentence {index}",
-        speaker=f"spk{index % 2}",
-        language="en",
-        split="train",
-        duration_s=frames / RATE_HZ,
-        snr_db=25.0,
-        stnr_snr_db=None,
-        clipping_ratio=0.0,
-        silence_ratio=0.1,
-        rms_dbfs=-20.0,
-        bandwidth_hz=7900.0,
-        chars_per_s=None,
-        n_codes=len(codes),
-        pcm_sha256=hashlib.sha256(audio.tobytes()).hexdigest(),
-        tokenizer_sha256=TOKENIZER_SHA256,
-        tokenizer_is_demo=True,
-        policy_version=POLICY_VERSION,
-    )
-    return ShardSample(shard_key(utterance_id), utterance_id, encode_flac16(audio), codes, meta)
+    return utterance_id, audio, codes
 
 
-def write_release(project: Project, name: str, rows: list[ShardIndexRow]) -> Release:
-    """`releases/<name>/` by hand: release.json and utterances.parquet (every 3rd in dev)."""
-    rows = sorted(rows, key=lambda r: r.utterance_id)
-    utterances = [
-        {
-            "utterance_id": r.utterance_id,
-            "key": r.key,
-            "shard": r.shard,
-            "source": r.source,
-            "language": "en",
-            "speaker": r.utterance_id.split("/")[1],
-            "duration_s": r.duration_s,
-            "split": "dev" if i % 3 == 0 else "train",
-            "duplicate_of": None,
-        }
-        for i, r in enumerate(rows)
+def _write_unit(
+    project: Project, unit: str, planned: list[tuple[str, np.ndarray, np.ndarray]]
+) -> list[tuple[ShardIndexRow, CodeIndexRow]]:
+    """One unit's audio shards (two samples each) and the code shards aligned with them."""
+    lake = project.lake
+    by_key = {shard_key(u): (u, audio, codes) for u, audio, codes in planned}
+    metas = {
+        key: dict(
+            utterance_id=u,
+            source=SOURCE,
+            text=f"sentence of {u}",
+            speaker=u.split("/")[1],
+            language="en",
+            split="train",
+            duration_s=len(audio) / RATE_HZ,
+            pcm_sha256=pcm_sha256(audio),
+        )
+        for key, (u, audio, _) in by_key.items()
+    }
+    audio_samples = [
+        ShardSample(
+            key,
+            u,
+            (
+                encode_flac16(audio),
+                encode_meta(
+                    AudioSampleMeta(
+                        **metas[key],
+                        snr_db=25.0,
+                        stnr_snr_db=None,
+                        clipping_ratio=0.0,
+                        silence_ratio=0.1,
+                        rms_dbfs=-20.0,
+                        bandwidth_hz=7900.0,
+                        chars_per_s=None,
+                    )
+                ),
+            ),
+        )
+        for key, (u, audio, _) in by_key.items()
     ]
+
+    def audio_row(placed: PlacedSample) -> ShardIndexRow:
+        (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
+        meta = metas[placed.sample.key]
+        return ShardIndexRow(
+            key=placed.sample.key,
+            utterance_id=placed.sample.utterance_id,
+            source=SOURCE,
+            unit=unit,
+            shard=placed.shard,
+            shard_sha256=placed.shard_sha256,
+            shard_bytes=placed.shard_bytes,
+            flac_offset=flac_offset,
+            flac_size=flac_size,
+            json_offset=json_offset,
+            json_size=json_size,
+            duration_s=meta["duration_s"],
+            pcm_sha256=meta["pcm_sha256"],
+        )
+
+    audio_placed = write_shards(
+        audio_samples,
+        lake.shards_dir(SOURCE, unit),
+        AUDIO_FIELD,
+        lake_root=lake.root,
+        index_row=audio_row,
+        index_schema=SHARD_INDEX_ARROW_SCHEMA,
+        limits=ShardLimits(max_bytes=1_000_000, max_samples=2),
+    )
+    audio_rows = {p.sample.key: audio_row(p) for p in audio_placed}
+    in_order = [p.shard for p in audio_placed]
+    sizes = [in_order.count(shard) for shard in dict.fromkeys(in_order)]
+    code_samples = [
+        ShardSample(
+            key,
+            u,
+            (
+                encode_codes(codes),
+                encode_meta(
+                    CodeSampleMeta(
+                        **metas[key],
+                        n_codes=len(codes),
+                        tokenizer_sha256=TOKENIZER_SHA256,
+                        tokenizer_is_demo=True,
+                    )
+                ),
+            ),
+        )
+        for key, (u, _, codes) in by_key.items()
+    ]
+
+    def code_row(placed: PlacedSample) -> CodeIndexRow:
+        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
+        return CodeIndexRow(
+            key=placed.sample.key,
+            utterance_id=placed.sample.utterance_id,
+            source=SOURCE,
+            unit=unit,
+            shard=placed.shard,
+            shard_sha256=placed.shard_sha256,
+            shard_bytes=placed.shard_bytes,
+            codes_offset=codes_offset,
+            codes_size=codes_size,
+            json_offset=json_offset,
+            json_size=json_size,
+            duration_s=metas[placed.sample.key]["duration_s"],
+            n_codes=len(by_key[placed.sample.key][2]),
+            audio_shard=audio_rows[placed.sample.key].shard,
+            tokenizer_sha256=TOKENIZER_SHA256,
+            tokenizer_is_demo=True,
+        )
+
+    code_placed = write_shards(
+        code_samples,
+        lake.codes_dir(TOKENIZER_SHA256, SOURCE, unit),
+        CODE_FIELD,
+        lake_root=lake.root,
+        index_row=code_row,
+        index_schema=CODE_INDEX_ARROW_SCHEMA,
+        sizes=sizes,
+    )
+    return [(audio_rows[p.sample.key], code_row(p)) for p in code_placed]
+
+
+def _release_shards(rows: list[ShardIndexRow] | list[CodeIndexRow]) -> list[ReleaseShard]:
     shards = {
         r.shard: ReleaseShard(
             shard=r.shard, sha256=r.shard_sha256, bytes=r.shard_bytes, source=r.source, unit=r.unit
         )
         for r in rows
     }
+    return sorted(shards.values(), key=lambda s: s.shard)
+
+
+def write_release(
+    project: Project, name: str, rows: list[tuple[ShardIndexRow, CodeIndexRow]]
+) -> Release:
+    """`releases/<name>/` by hand: release.json and utterances.parquet (every 3rd in dev)."""
+    rows = sorted(rows, key=lambda r: r[0].utterance_id)
+    utterances = [
+        {
+            "utterance_id": audio.utterance_id,
+            "key": audio.key,
+            "shard": audio.shard,
+            "codes_shard": codes.shard,
+            "source": audio.source,
+            "language": "en",
+            "speaker": audio.utterance_id.split("/")[1],
+            "duration_s": audio.duration_s,
+            "split": "dev" if i % 3 == 0 else "train",
+            "duplicate_of": None,
+        }
+        for i, (audio, codes) in enumerate(rows)
+    ]
     release = Release(
         name=name,
         created_at=dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC),
@@ -141,7 +263,8 @@ def write_release(project: Project, name: str, rows: list[ShardIndexRow]) -> Rel
         tokenizer_sha256=[TOKENIZER_SHA256],
         tokenizer_is_demo=True,
         code_version="0.1.0+gtest",
-        shards=sorted(shards.values(), key=lambda s: s.shard),
+        shards=_release_shards([audio for audio, _ in rows]),
+        code_shards=_release_shards([codes for _, codes in rows]),
     )
     folder = project.lake.release_dir(name)
     write_parquet_atomic(
@@ -215,18 +338,10 @@ def build_tiny_lake(folder: Path) -> TinyLake:
     project = Project(folder.resolve(), ProjectConfig(sources=[source]))
     project.save()
     rng = np.random.default_rng(3)
-    rows: dict[str, list[ShardIndexRow]] = {}
+    rows: dict[str, list[tuple[ShardIndexRow, CodeIndexRow]]] = {}
     plans = []
     for u, unit in enumerate(UNITS):
-        samples = [_sample(3 * u + i, unit, rng) for i in range(3)]
-        rows[unit] = write_shards(
-            samples,
-            project.lake.shards_dir(SOURCE, unit),
-            ShardLimits(max_bytes=1_000_000, max_samples=2),
-            source=SOURCE,
-            unit=unit,
-            lake_root=project.lake.root,
-        )
+        rows[unit] = _write_unit(project, unit, [_planned(3 * u + i, rng) for i in range(3)])
         plans.append(
             UnitPlan(
                 unit=unit,
@@ -317,7 +432,13 @@ def test_releases_shards_units_and_sources(tiny: TinyLake) -> None:
     for name, expected in tiny.releases.items():
         got = result.release(name)
         assert [s.model_dump() for s in got.shards] == [s.model_dump() for s in expected.shards]
-        for shard in got.shards:
+        assert [s.model_dump() for s in got.code_shards] == [
+            s.model_dump() for s in expected.code_shards
+        ]
+        assert len(got.code_shards) == len(got.shards) > 0
+        assert all(s.shard.startswith("shards/") for s in got.shards)
+        assert all(s.shard.startswith(f"codes/{TOKENIZER_SHA256[:16]}/") for s in got.code_shards)
+        for shard in [*got.shards, *got.code_shards]:
             assert file_sha256(root / shard.shard) == shard.sha256
             assert (root / shard.shard).stat().st_size == shard.bytes
         assert (got.created_at, got.where, got.code_version) == (
@@ -331,6 +452,7 @@ def test_releases_shards_units_and_sources(tiny: TinyLake) -> None:
         assert sum(u.n_utterances for u in got.units) == expected.n_utterances
         assert sum(u.duration_s for u in got.units) == pytest.approx(expected.duration_s)
         assert sum(u.n_shards for u in got.units) == len(expected.shards)
+        assert sum(u.n_code_shards for u in got.units) == len(expected.code_shards)
         for unit in got.units:
             assert (unit.source, unit.n_inputs, unit.declared_duration_s) == (SOURCE, 4, 2.0)
             assert unit.items_sha256 == hashlib.sha256(unit.unit.encode()).hexdigest()
@@ -345,6 +467,7 @@ def test_releases_shards_units_and_sources(tiny: TinyLake) -> None:
     assert [u.unit for u in result.release("tiny-v1").units] == list(UNITS)
     assert [u.unit for u in result.release("tiny-v2").units] == [UNITS[0]]
     assert [u.n_shards for u in result.release("tiny-v1").units] == [2, 2]
+    assert [u.n_code_shards for u in result.release("tiny-v1").units] == [2, 2]
     with pytest.raises(KeyError):
         result.release("tiny-v3")
 
@@ -488,8 +611,12 @@ def test_cli_tree(tiny: TinyLake) -> None:
     ):
         assert expected in out, expected
     assert MTP1_SHA256 not in out  # short sha256s only
-    for shard in tiny.releases["tiny-v1"].shards:
+    release = tiny.releases["tiny-v1"]
+    for shard in [*release.shards, *release.code_shards]:
         assert shard.shard in out and shard.sha256[:12] in out
+    assert f"audio shards ({len(release.shards)})" in out
+    assert f"code shards ({len(release.code_shards)})" in out
+    assert "2 audio + 2 code shards" in out
     assert (
         out.index(f"run {MTP1}")
         < out.index(f"run {STAGE1}")
@@ -508,6 +635,10 @@ def test_cli_json(tiny: TinyLake) -> None:
     assert [r["run_id"] for r in payload["runs"]] == [MTP1, STAGE1]
     shards = payload["releases"][1]["shards"]
     assert [s["sha256"] for s in shards] == [s.sha256 for s in tiny.releases["tiny-v1"].shards]
+    code_shards = payload["releases"][1]["code_shards"]
+    assert [s["sha256"] for s in code_shards] == [
+        s.sha256 for s in tiny.releases["tiny-v1"].code_shards
+    ]
     assert payload["evals"][0]["eval_id"] == "eval-mtp1-dev"
 
 

@@ -1,11 +1,15 @@
 """A tiny real lake and release for training tests (built once per session: ~0.5 s).
 
-`build_tiny_release(folder)` writes, under ``folder/lake``, WebDataset shards with the
-real shard writer (`pipelines.shards.write_shards`) for two sources, one unit each:
-``tiny_en`` (English transcripts) and ``tiny_zh`` (Mandarin transcripts), at most
-`SAMPLES_PER_SHARD` samples per shard (so a few shards per unit); then the release
-``releases/<name>/`` (``release.json`` + ``utterances.parquet``) by hand with the
-release contract, as `tests/pipelines/releases/test_export.py` does.
+`build_tiny_release(folder)` writes, under ``folder/lake``, the two WebDataset fields of
+the shard contract with the real shard writer (`pipelines.shards.writer.write_shards`)
+for two sources, one unit each: ``tiny_en`` (English transcripts) and ``tiny_zh``
+(Mandarin transcripts). The audio shards (``shards/<source>/<unit>/audio-NNNNNN.tar``:
+``<key>.flac`` + ``<key>.json``) hold at most `SAMPLES_PER_SHARD` samples each (so a
+few shards per unit); the code shards (``codes/<tokenizer>/<source>/<unit>/codes-NNNNNN.tar``:
+``<key>.codes.npy`` + ``<key>.json``) keep their boundaries, as the tokens step writes
+them. Then the release ``releases/<name>/`` (``release.json`` with ``shards`` and
+``code_shards``, ``utterances.parquet`` with ``shard`` and ``codes_shard``) by hand with
+the release contract, as `tests/pipelines/releases/test_export.py` does.
 
 What the release holds (default 24 utterances; even i English, odd i Mandarin):
 utterance i goes to ``dev`` when i % 12 is 4 or 5, ``test`` when it is 10 or 11, else
@@ -15,26 +19,39 @@ duplicate (split None). Codes are random uint16 in [0, 16384) at 12.5 per second
 of 0.4–1.6 s synthetic audio. Everything is seeded: the same call gives the same bytes.
 
 Use `TinyRelease.expected_keys(split)` for the keys a training reader should yield (the
-split's keys with a transcript) and `TinyRelease.by_key` for what each sample holds.
+split's keys with a transcript), `TinyRelease.by_key` for what each sample holds, and
+`TinyRelease.audio_shards()` / `code_shards()` for the shard files of each field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from pipelines.audio.pcm import encode_flac16
+from pipelines.audio.pcm import encode_flac16, pcm_sha256
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.lake.paths import Lake
-from pipelines.shards.writer import ShardSample, write_shards
-from schemas import ShardLimits, ShardSampleMeta
+from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard
-from schemas.shards import shard_key
+from schemas.shards import (
+    AUDIO_MEMBERS,
+    AUDIO_SHARD_PREFIX,
+    CODE_INDEX_ARROW_SCHEMA,
+    CODE_MEMBERS,
+    CODE_SHARD_PREFIX,
+    SHARD_INDEX_ARROW_SCHEMA,
+    AudioSampleMeta,
+    CodeIndexRow,
+    CodeSampleMeta,
+    ShardIndexRow,
+    ShardLimits,
+    encode_codes,
+    shard_key,
+)
 
 RATE_HZ = 16000
 CODES_PER_S = 12.5
@@ -43,6 +60,8 @@ TOKENIZER_SHA256 = "ab" * 32
 POLICY_VERSION = "policy-tiny"
 SOURCES = {"tiny_en": ("u0", "en"), "tiny_zh": ("u1", "zh")}  # source: (unit, language)
 NO_TEXT_INDEX = 2
+AUDIO_FIELD = ShardField(prefix=AUDIO_SHARD_PREFIX, members=AUDIO_MEMBERS)
+CODE_FIELD = ShardField(prefix=CODE_SHARD_PREFIX, members=CODE_MEMBERS)
 
 ENGLISH = (
     "the quick brown fox jumps over the lazy dog",
@@ -91,6 +110,14 @@ class TinyRelease:
     def by_key(self) -> dict[str, TinyUtterance]:
         """Utterances by shard key."""
         return {u.key: u for u in self.utterances}
+
+    def audio_shards(self) -> list[Path]:
+        """The release's audio shard files (absolute), sorted."""
+        return sorted(self.lake_root / s.shard for s in self.release.shards)
+
+    def code_shards(self) -> list[Path]:
+        """The release's code shard files (absolute), sorted."""
+        return sorted(self.lake_root / s.shard for s in self.release.code_shards)
 
     def keys(self, split: str) -> set[str]:
         """Keys of the split's utterances (with or without transcript)."""
@@ -155,8 +182,8 @@ def _plan(n_utterances: int, rng: np.random.Generator) -> list[tuple[TinyUtteran
     return planned
 
 
-def _shard_sample(utterance: TinyUtterance, audio: np.ndarray) -> ShardSample:
-    meta = ShardSampleMeta(
+def _audio_sample(utterance: TinyUtterance, audio: np.ndarray) -> ShardSample:
+    meta = AudioSampleMeta(
         utterance_id=utterance.utterance_id,
         source=utterance.source,
         text=utterance.text,
@@ -171,14 +198,113 @@ def _shard_sample(utterance: TinyUtterance, audio: np.ndarray) -> ShardSample:
         rms_dbfs=-20.0,
         bandwidth_hz=7900.0,
         chars_per_s=None,
-        n_codes=len(utterance.codes),
-        pcm_sha256=hashlib.sha256(audio.tobytes()).hexdigest(),
-        tokenizer_sha256=TOKENIZER_SHA256,
-        tokenizer_is_demo=True,
-        policy_version=POLICY_VERSION,
+        pcm_sha256=pcm_sha256(audio),
     )
     return ShardSample(
-        utterance.key, utterance.utterance_id, encode_flac16(audio), utterance.codes, meta
+        utterance.key, utterance.utterance_id, (encode_flac16(audio), encode_meta(meta))
+    )
+
+
+def _code_sample(utterance: TinyUtterance, audio: np.ndarray) -> ShardSample:
+    meta = CodeSampleMeta(
+        utterance_id=utterance.utterance_id,
+        source=utterance.source,
+        text=utterance.text,
+        speaker=utterance.speaker,
+        language=utterance.language,
+        split=utterance.split,
+        duration_s=len(audio) / RATE_HZ,
+        n_codes=len(utterance.codes),
+        pcm_sha256=pcm_sha256(audio),
+        tokenizer_sha256=TOKENIZER_SHA256,
+        tokenizer_is_demo=True,
+    )
+    return ShardSample(
+        utterance.key, utterance.utterance_id, (encode_codes(utterance.codes), encode_meta(meta))
+    )
+
+
+def _write_unit(
+    lake: Lake, source: str, unit: str, planned: list[tuple[TinyUtterance, np.ndarray]]
+) -> list[tuple[ShardIndexRow, CodeIndexRow]]:
+    """One unit's audio shards and aligned code shards, with their indexes; the rows by key."""
+    durations = {u.key: len(audio) / RATE_HZ for u, audio in planned}
+    hashes = {u.key: pcm_sha256(audio) for u, audio in planned}
+    by_key = {u.key: u for u, _ in planned}
+
+    def audio_row(placed: PlacedSample) -> ShardIndexRow:
+        (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
+        return ShardIndexRow(
+            key=placed.sample.key,
+            utterance_id=placed.sample.utterance_id,
+            source=source,
+            unit=unit,
+            shard=placed.shard,
+            shard_sha256=placed.shard_sha256,
+            shard_bytes=placed.shard_bytes,
+            flac_offset=flac_offset,
+            flac_size=flac_size,
+            json_offset=json_offset,
+            json_size=json_size,
+            duration_s=durations[placed.sample.key],
+            pcm_sha256=hashes[placed.sample.key],
+        )
+
+    audio_placed = write_shards(
+        [_audio_sample(u, audio) for u, audio in planned],
+        lake.shards_dir(source, unit),
+        AUDIO_FIELD,
+        lake_root=lake.root,
+        index_row=audio_row,
+        index_schema=SHARD_INDEX_ARROW_SCHEMA,
+        limits=ShardLimits(max_bytes=10_000_000, max_samples=SAMPLES_PER_SHARD),
+    )
+    audio_rows = {p.sample.key: audio_row(p) for p in audio_placed}
+    # The code shards keep the audio shards' boundaries: code shard N holds audio shard
+    # N's keys, in the same order (the writer sorts both fields by key).
+    shards_in_order = [p.shard for p in audio_placed]  # key order, so grouped by shard
+    sizes = [shards_in_order.count(shard) for shard in dict.fromkeys(shards_in_order)]
+
+    def code_row(placed: PlacedSample) -> CodeIndexRow:
+        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
+        return CodeIndexRow(
+            key=placed.sample.key,
+            utterance_id=placed.sample.utterance_id,
+            source=source,
+            unit=unit,
+            shard=placed.shard,
+            shard_sha256=placed.shard_sha256,
+            shard_bytes=placed.shard_bytes,
+            codes_offset=codes_offset,
+            codes_size=codes_size,
+            json_offset=json_offset,
+            json_size=json_size,
+            duration_s=durations[placed.sample.key],
+            n_codes=len(by_key[placed.sample.key].codes),
+            audio_shard=audio_rows[placed.sample.key].shard,
+            tokenizer_sha256=TOKENIZER_SHA256,
+            tokenizer_is_demo=True,
+        )
+
+    code_placed = write_shards(
+        [_code_sample(u, audio) for u, audio in planned],
+        lake.codes_dir(TOKENIZER_SHA256, source, unit),
+        CODE_FIELD,
+        lake_root=lake.root,
+        index_row=code_row,
+        index_schema=CODE_INDEX_ARROW_SCHEMA,
+        sizes=sizes,
+    )
+    return [(audio_rows[p.sample.key], code_row(p)) for p in code_placed]
+
+
+def _release_shard(row: ShardIndexRow | CodeIndexRow) -> ReleaseShard:
+    return ReleaseShard(
+        shard=row.shard,
+        sha256=row.shard_sha256,
+        bytes=row.shard_bytes,
+        source=row.source,
+        unit=row.unit,
     )
 
 
@@ -194,47 +320,30 @@ def build_tiny_release(
     lake = Lake(folder / "lake")
     rng = np.random.default_rng(seed)
     planned = _plan(n_utterances, rng)
-    durations = {u.key: len(audio) / RATE_HZ for u, audio in planned}
-    limits = ShardLimits(max_bytes=10_000_000, max_samples=SAMPLES_PER_SHARD)
-    rows = []
+    rows: list[tuple[ShardIndexRow, CodeIndexRow]] = []
     for source, (unit, _) in SOURCES.items():
-        samples = [_shard_sample(u, audio) for u, audio in planned if u.source == source]
-        rows += write_shards(
-            samples,
-            lake.shards_dir(source, unit),
-            limits,
-            source=source,
-            unit=unit,
-            lake_root=lake.root,
-        )
+        rows += _write_unit(lake, source, unit, [p for p in planned if p[0].source == source])
     by_key = {u.key: u for u, _ in planned}
     utterances = sorted(
         (
             {
-                "utterance_id": row.utterance_id,
-                "key": row.key,
-                "shard": row.shard,
-                "source": row.source,
-                "language": by_key[row.key].language,
-                "speaker": by_key[row.key].speaker,
-                "duration_s": durations[row.key],
-                "split": by_key[row.key].split,
-                "duplicate_of": by_key[row.key].duplicate_of,
+                "utterance_id": audio.utterance_id,
+                "key": audio.key,
+                "shard": audio.shard,
+                "codes_shard": codes.shard,
+                "source": audio.source,
+                "language": by_key[audio.key].language,
+                "speaker": by_key[audio.key].speaker,
+                "duration_s": audio.duration_s,
+                "split": by_key[audio.key].split,
+                "duplicate_of": by_key[audio.key].duplicate_of,
             }
-            for row in rows
+            for audio, codes in rows
         ),
         key=lambda u: u["utterance_id"],
     )
-    shards = {
-        row.shard: ReleaseShard(
-            shard=row.shard,
-            sha256=row.shard_sha256,
-            bytes=row.shard_bytes,
-            source=row.source,
-            unit=row.unit,
-        )
-        for row in rows
-    }
+    audio_shards = {audio.shard: _release_shard(audio) for audio, _ in rows}
+    code_shards = {codes.shard: _release_shard(codes) for _, codes in rows}
     kept = [u for u in utterances if u["split"] is not None]
     release = Release(
         name=name,
@@ -251,7 +360,8 @@ def build_tiny_release(
         tokenizer_sha256=[TOKENIZER_SHA256],
         tokenizer_is_demo=True,
         code_version="0.1.0+gtest",
-        shards=sorted(shards.values(), key=lambda s: s.shard),
+        shards=sorted(audio_shards.values(), key=lambda s: s.shard),
+        code_shards=sorted(code_shards.values(), key=lambda s: s.shard),
     )
     folder_out = lake.release_dir(name)
     write_parquet_atomic(

@@ -1,14 +1,15 @@
-"""Training data from a release: stream its shards, build VITA-Audio chat examples, pack them.
+"""Training data from a release: stream its code shards, build VITA-Audio chat examples, pack
+them.
 
 One module per step; import a name from the module that defines it (this package
 re-exports nothing):
 
 1. `trainer.data.release_split`: `load_release_split` reads
    ``<lake>/releases/<name>/release.json`` and ``utterances.parquet`` and resolves the
-   shards holding a split's utterances.
-2. `trainer.data.stream`: `iter_release_samples` streams those shards with
-   ``webdataset`` (members read from the tar stream, nothing extracted; the FLAC member
-   is skipped unread), split across ranks and dataloader workers, shuffled by seed and
+   code shards holding a split's utterances (training never opens an audio shard).
+2. `trainer.data.stream`: `iter_release_samples` streams those code shards with
+   ``webdataset`` (``<key>.codes.npy`` and ``<key>.json`` read from the tar stream,
+   nothing extracted), split across ranks and dataloader workers, shuffled by seed and
    epoch.
 3. `trainer.data.tasks`: `TASKS` turn a sample into an `Example` (token ids and labels)
    in upstream's ChatML layout (``vita_audio/data/dataset_qwen2.py``): ASR, TTS and the

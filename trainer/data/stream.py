@@ -1,10 +1,13 @@
-"""Streaming samples: a release split's shards read through ``webdataset``, rank and worker aware.
+"""Streaming samples: a release split's code shards read through ``webdataset``, rank and
+worker aware.
 
-`iter_release_samples` reads the members from the tar stream (nothing extracted; the
-FLAC member is skipped unread), splits the shards (or, with fewer shards than readers,
-the samples) across ranks and dataloader workers, shuffles by seed and epoch, and
-yields `SpeechSample`s (transcript and GLM-4-Voice codes), counting what it skips in
-`DataCounts`.
+`iter_release_samples` reads the members of the split's code shards from the tar stream
+(nothing extracted): per sample ``<key>.codes.npy`` (the GLM-4-Voice codes) and
+``<key>.json`` (`CodeSampleMeta`: transcript, language, source). It never opens an audio
+shard: training needs no audio, and a code shard is about 1 % of the size of its audio
+shard (the codes are 25 bytes per second of speech). It splits the shards (or, with
+fewer shards than readers, the samples) across ranks and dataloader workers, shuffles by
+seed and epoch, and yields `SpeechSample`s, counting what it skips in `DataCounts`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 import webdataset as wds
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from schemas.shards import ShardFormatError, ShardSampleMeta, decode_codes
+from schemas.shards import CodeSampleMeta, ShardFormatError, decode_codes
 from trainer.data.release_split import ReleaseSplit
 
 T = TypeVar("T")
@@ -71,11 +74,6 @@ def dataloader_worker() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def _skip_flac(member_name: str) -> bool:
-    """webdataset member filter: training needs the codes and metadata, not the audio."""
-    return not member_name.endswith(".flac")
-
-
 def _decode_codes(data: bytes, where: str) -> np.ndarray:
     """A ``.codes.npy`` payload as 1-D uint16 codes: the shard contract's codec, no pickle."""
     try:
@@ -87,9 +85,11 @@ def _decode_codes(data: bytes, where: str) -> np.ndarray:
 def _to_sample(raw: dict, counts: DataCounts) -> SpeechSample | None:
     """Decode a webdataset sample dict; None (counted) when it has no text or no codes."""
     where = f"{raw['__url__']}: {raw['__key__']}"
+    if "flac" in raw:
+        raise ShardFormatError(f"{where} has a .flac member: training reads code shards only")
     if "json" not in raw:
-        raise ValueError(f"{where} has no .json member")
-    meta = ShardSampleMeta.model_validate_json(raw["json"])
+        raise ShardFormatError(f"{where} has no .json member")
+    meta = CodeSampleMeta.model_validate_json(raw["json"])
     if meta.text is None or not meta.text.strip():
         counts.skipped_no_text += 1
         return None
@@ -98,6 +98,8 @@ def _to_sample(raw: dict, counts: DataCounts) -> SpeechSample | None:
     if codes.size == 0:
         counts.skipped_no_codes += 1
         return None
+    if codes.size != meta.n_codes:
+        raise ShardFormatError(f"{where}: {codes.size} codes, its .json says {meta.n_codes}")
     return SpeechSample(
         key=raw["__key__"],
         utterance_id=meta.utterance_id,
@@ -135,10 +137,10 @@ def iter_release_samples(
     shuffle_shards: bool = True,
     counts: DataCounts | None = None,
 ) -> Iterator[SpeechSample]:
-    """Stream this reader's share of a split's samples through webdataset.
+    """Stream this reader's share of a split's samples from its code shards through webdataset.
 
-    Readers are the ``world_size`` ranks times the DataLoader workers of each. The shard
-    list is shuffled with ``seed`` and ``epoch`` (the same order on every reader). With
+    Readers are the ``world_size`` ranks times the DataLoader workers of each. The code
+    shard list is shuffled with ``seed`` and ``epoch`` (the same order on every reader). With
     at least one shard per reader, reader r reads shards ``r, r + readers, …``; with
     fewer shards every reader reads all of them and keeps the split's samples whose
     index (in that common order) is r modulo readers, so small releases still feed
@@ -152,7 +154,7 @@ def iter_release_samples(
     worker_id, num_workers = dataloader_worker()
     readers = world_size * num_workers
     reader = rank * num_workers + worker_id
-    shards = list(split.shards)
+    shards = list(split.code_shards)
     if shuffle_shards:
         random.Random(f"voxlake-shards/{seed}/{epoch}").shuffle(shards)
     by_shard = len(shards) >= readers
@@ -167,7 +169,7 @@ def iter_release_samples(
 
     pipeline = wds.DataPipeline(
         partial(_open_shards, mine),
-        partial(tar_file_expander, select_files=_skip_flac),
+        tar_file_expander,
         group_by_keys,
         in_split,
     )
@@ -189,8 +191,8 @@ def _open_shards(paths: Iterable[Path]) -> Iterator[dict]:
 
 
 def _belongs(split: ReleaseSplit, raw: dict) -> bool:
-    """Whether a webdataset sample is one of the split's utterances (key and shard match)."""
-    shard = split.shard_by_key.get(raw["__key__"])
+    """Whether a webdataset sample is one of the split's utterances (key and code shard match)."""
+    shard = split.code_shard_by_key.get(raw["__key__"])
     return shard is not None and str(shard) == raw["__url__"]
 
 

@@ -2,12 +2,16 @@
 
 A `datasets.DatasetDict` with one split per release split, saved with
 `save_to_disk(out_dir)` (plus `export.json`), columns
-`key`, `utterance_id`, `audio` (`Audio(sampling_rate=16000)`: the FLAC bytes
-stored as `{"bytes", "path": "<key>.flac"}`, encoded without decoding),
-`codes` (list of uint16), `text`, `speaker`, `language`, `duration_s`,
-`source`. Every kept utterance is a row, with or without text.
-`datasets.load_from_disk(out_dir)` reads it back; the audio decodes through
-torchcodec.
+`key`, `utterance_id`, `audio` (`Audio(sampling_rate=16000)`: the audio shard's
+FLAC bytes stored as `{"bytes", "path": "<key>.flac"}`, encoded without
+decoding), `codes` (list of uint16, from the aligned code shard, joined by key),
+`text`, `speaker`, `language`, `duration_s`, `source`. Every kept utterance is
+a row, with or without text. `datasets.load_from_disk(out_dir)` reads it back;
+the audio decodes through torchcodec.
+
+With `with_audio=False` the dataset has no `audio` column and the export reads
+the code shards only (no audio shard is opened, none needs to be present): a
+codes-only dataset for training (the codes are 25 bytes per second of speech).
 """
 
 from __future__ import annotations
@@ -40,16 +44,18 @@ if TYPE_CHECKING:
     import datasets
 
 
-def hf_export_features() -> datasets.Features:
-    """The features of `export_hf`'s dataset (audio at 16 kHz, codes as uint16 lists)."""
+def hf_export_features(*, with_audio: bool = True) -> datasets.Features:
+    """The features of `export_hf`'s dataset (audio at 16 kHz, codes as uint16 lists);
+    without the `audio` column when `with_audio` is False."""
     import datasets  # an export dependency only
 
     string = datasets.Value("string")
+    audio = {"audio": datasets.Audio(sampling_rate=TARGET_SAMPLE_RATE_HZ)} if with_audio else {}
     return datasets.Features(
         {
             "key": string,
             "utterance_id": string,
-            "audio": datasets.Audio(sampling_rate=TARGET_SAMPLE_RATE_HZ),
+            **audio,
             "codes": datasets.List(datasets.Value("uint16")),
             "text": string,
             "speaker": string,
@@ -63,11 +69,16 @@ def hf_export_features() -> datasets.Features:
 def _hf_rows(project: Project, selection: _Selection, split: str) -> Iterator[dict[str, Any]]:
     """Rows of one split for `Dataset.from_generator` (module-level: nothing to pickle)."""
     for sample in _iter_samples(project.lake, selection, split):
+        # Encoded bytes with a path: `Audio` stores them as they are, no decoding.
+        audio = (
+            {"audio": {"bytes": sample.flac, "path": f"{sample.key}.flac"}}
+            if selection.with_audio
+            else {}
+        )
         yield {
             "key": sample.key,
             "utterance_id": sample.utterance_id,
-            # Encoded bytes with a path: `Audio` stores them as they are, no decoding.
-            "audio": {"bytes": sample.flac, "path": f"{sample.key}.flac"},
+            **audio,
             "codes": sample.codes,
             "text": sample.meta.text,
             "speaker": sample.speaker,
@@ -78,23 +89,29 @@ def _hf_rows(project: Project, selection: _Selection, split: str) -> Iterator[di
 
 
 def export_hf(
-    project: Project, release_name: str, out_dir: Path, *, overwrite: bool = False
+    project: Project,
+    release_name: str,
+    out_dir: Path,
+    *,
+    overwrite: bool = False,
+    with_audio: bool = True,
 ) -> ExportStats:
     """Save release `release_name` as a Hugging Face `DatasetDict` (one split per release split).
 
-    Columns and types are `hf_export_features()`; rows are sorted by key within
-    each split and include utterances without text (`text` null). The folder
-    also holds `export.json` (lineage and counts). Out-folder rules and errors
-    as in `export_vita_jsonl`.
+    Columns and types are `hf_export_features(with_audio=with_audio)`; rows are
+    sorted by key within each split and include utterances without text (`text`
+    null). With audio, each row joins the audio shard's FLAC with the aligned code
+    shard's codes by key; without (`with_audio=False`), only the code shards are
+    read. The folder also holds `export.json` (lineage and counts). Out-folder
+    rules and errors as in `export_vita_jsonl`.
     """
     import datasets  # an export dependency only
 
     out_dir = _check_out_dir(project, out_dir, overwrite)
-    selection = _select(project, release_name)
-    features = hf_export_features()
-    shard_digest = bytes_sha256(
-        json.dumps([[s.shard, s.sha256] for s in selection.release.shards]).encode()
-    )
+    selection = _select(project, release_name, with_audio=with_audio)
+    features = hf_export_features(with_audio=with_audio)
+    read = [*(selection.release.shards if with_audio else []), *selection.release.code_shards]
+    shard_digest = bytes_sha256(json.dumps([[s.shard, s.sha256] for s in read]).encode())
 
     with _staged(out_dir, overwrite) as staging:
         # The generator's Arrow cache gets a fresh folder beside the output (same disk,
@@ -110,9 +127,7 @@ def export_hf(
         try:
             splits: dict[str, datasets.Dataset] = {}
             for split in selection.splits():
-                fingerprint = bytes_sha256(
-                    f"{release_name}\0{split}\0{shard_digest}".encode()
-                )[:16]
+                fingerprint = bytes_sha256(f"{release_name}\0{split}\0{shard_digest}".encode())[:16]
                 dataset = datasets.Dataset.from_generator(
                     _hf_rows,
                     features=features,
@@ -143,6 +158,10 @@ def export_hf(
             utterances_per_split=dict(rows_per_split),
             duration_s=duration_s,
         )
-        extra = {"splits": list(rows_per_split), "sample_rate_hz": TARGET_SAMPLE_RATE_HZ}
+        extra = {
+            "splits": list(rows_per_split),
+            "sample_rate_hz": TARGET_SAMPLE_RATE_HZ,
+            "with_audio": with_audio,
+        }
         _write_json(staging / EXPORT_FILE, _export_record("hf", selection, stats, extra))
     return stats

@@ -1,15 +1,20 @@
-"""What both release exports share: selecting a release's kept utterances, staging the
-output folder, the export record.
+"""What both release exports share: selecting a release's kept utterances, joining their
+audio and code shards, staging the output folder, the export record.
 
 Export a release for training outside voxlake: VITA-Audio JSONL, or a Hugging Face dataset.
 
-Both exports read the release's utterances through the shard index (a seek and a
-read per member, never a tar extraction), skip the duplicates the release
-dropped (`split` null), check that every shard still has the sha256 the release
-recorded, and publish the whole output folder with one rename: the export is
-built in a hidden staging folder beside `out_dir` (`.<name>.<random>.tmp`) and
-renamed onto `out_dir` when complete, so a reader never sees half an export and
-a failed export leaves no half folder behind.
+A release keeps each utterance in two aligned fields (`schemas/shards.py`): its audio
+shard (`<key>.flac`, `<key>.json`) and its code shard (`<key>.codes.npy`, `<key>.json`,
+code shard N holding exactly the keys of audio shard N). An export that needs audio and
+codes joins them by key through the two shard indexes (the code index names each sample's
+audio shard, and both name the 16-bit audio's hash, so a misaligned or stale pair is
+refused); an export that needs only codes reads the code shards only and never touches
+an audio shard. Members are read by their index offsets (a seek and a read per member,
+never a tar extraction). Exports skip the duplicates the release dropped (`split` null),
+check that every shard they read still has the sha256 the release recorded, and publish
+the whole output folder with one rename: the export is built in a hidden staging folder
+beside `out_dir` (`.<name>.<random>.tmp`) and renamed onto `out_dir` when complete, so a
+reader never sees half an export and a failed export leaves no half folder behind.
 
 The underscore names here are shared by the two export modules of this package only.
 """
@@ -23,7 +28,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -33,10 +38,10 @@ from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.lake.paths import Lake
 from pipelines.project import Project
 from pipelines.releases.create import load_release
-from pipelines.shards.reader import read_index, read_members
+from pipelines.shards.reader import read_code_index, read_index, read_members
 from pipelines.version import code_version
-from schemas import Release, ShardIndexRow, ShardSampleMeta
-from schemas.release import SPLITS
+from schemas import CodeIndexRow, CodeSampleMeta, Release, ShardIndexRow
+from schemas.release import SPLITS, ReleaseShard
 from schemas.shards import INDEX_NAME, decode_codes
 
 EXPORT_FILE = "export.json"
@@ -56,7 +61,7 @@ class ExportStats:
     `n_utterances` counts the release's kept utterances (duplicates excluded),
     `n_exported` the utterances written (VITA: audio files with their code
     cache; HF: rows), `examples_per_split` the JSONL lines (VITA) or rows (HF)
-    per split, `duration_s` the seconds of audio written.
+    per split, `duration_s` the seconds of audio the exported utterances hold.
     """
 
     format: ExportFormat
@@ -86,12 +91,13 @@ class ExportStats:
 
 
 # ---------------------------------------------------------------------------
-# Reading a release's samples through the shard index
+# Reading a release's samples: code shards, joined by key with the audio shards if asked
 
 
 @dataclass(frozen=True)
 class _Sample:
-    """One kept utterance of a release with its shard members."""
+    """One kept utterance of a release: its codes and code shard metadata, and its FLAC
+    bytes when the export reads audio (None otherwise)."""
 
     key: str
     utterance_id: str
@@ -100,19 +106,22 @@ class _Sample:
     language: str | None
     source: str
     duration_s: float
-    flac: bytes
+    flac: bytes | None
     codes: np.ndarray
-    meta: ShardSampleMeta
+    meta: CodeSampleMeta
 
 
 @dataclass(frozen=True)
 class _Selection:
-    """A release's kept utterances (sorted by key) and their index rows."""
+    """A release's kept utterances (sorted by key), their code index rows and, when the
+    export reads audio, their audio index rows (empty otherwise)."""
 
     release: Release
     kept: list[dict[str, Any]]
-    rows: dict[str, ShardIndexRow]
+    code_rows: dict[str, CodeIndexRow]
+    audio_rows: dict[str, ShardIndexRow]
     n_duplicates: int
+    with_audio: bool
 
     def splits(self) -> list[str]:
         """The splits that hold kept utterances, in train, dev, test order."""
@@ -120,69 +129,141 @@ class _Selection:
         return [s for s in SPLITS if s in present] + sorted(present - set(SPLITS))
 
 
-def _select(project: Project, release_name: str) -> _Selection:
-    """Load a release and find every kept utterance's index row; ExportError when one is off."""
+def _index_folders(shards: list[ReleaseShard]) -> list[tuple[str, Path]]:
+    """(unit, its shard folder relative to the lake root) of a release's shards, sorted."""
+    return sorted({(f"{s.source}/{s.unit}", Path(PurePosixPath(s.shard).parent)) for s in shards})
+
+
+def _rows_of(
+    lake: Lake,
+    release_name: str,
+    shards: list[ReleaseShard],
+    wanted: dict[str, dict[str, Any]],
+    field_name: str,
+) -> dict[str, Any]:
+    """The index rows of the `wanted` keys, from the index of every unit of `shards`."""
+    rows: dict[str, Any] = {}
+    read = read_code_index if field_name == "code" else read_index
+    for unit, folder in _index_folders(shards):
+        index = lake.root / folder / INDEX_NAME
+        if not index.exists():
+            raise ExportError(
+                f"release {release_name!r}: no {field_name} shard index {index} "
+                f"(unit {unit} was removed or is being rewritten)"
+            )
+        rows.update((row.key, row) for row in read(lake.root / folder) if row.key in wanted)
+    return rows
+
+
+def _check_row(
+    release_name: str,
+    utterance: dict[str, Any],
+    row: ShardIndexRow | CodeIndexRow | None,
+    shard: str,
+    sha_by_shard: dict[str, str],
+    field_name: str,
+) -> None:
+    """ExportError unless `row` is the utterance's, in the shard the release says, unchanged."""
+    key = utterance["key"]
+    if row is None:
+        raise ExportError(
+            f"release {release_name!r}: {utterance['utterance_id']!r} ({key}) is in no "
+            f"{field_name} shard index of the release's units"
+        )
+    if row.shard != shard or row.utterance_id != utterance["utterance_id"]:
+        raise ExportError(
+            f"release {release_name!r}: {key} is now in {field_name} shard {row.shard} as "
+            f"{row.utterance_id!r}, the release says {shard} as {utterance['utterance_id']!r}"
+        )
+    if sha_by_shard.get(row.shard) != row.shard_sha256:
+        raise ExportError(
+            f"release {release_name!r}: {field_name} shard {row.shard} has sha256 "
+            f"{row.shard_sha256}, the release recorded {sha_by_shard.get(row.shard)}; the "
+            "shard was rewritten after the release was made"
+        )
+
+
+def _select(project: Project, release_name: str, *, with_audio: bool) -> _Selection:
+    """Load a release and find every kept utterance's code index row (and audio index row
+    when `with_audio`); ExportError when one is missing, moved, rewritten or misaligned.
+
+    Without audio, no audio shard or audio index is opened: a codes-only export works on
+    a machine that holds the code shards only.
+    """
     release, utterances = load_release(project, release_name)
-    kept_frame = utterances.filter(pl.col("split").is_not_null()).sort("key")
-    kept = kept_frame.to_dicts()
+    if "codes_shard" not in utterances.columns:
+        raise ExportError(
+            f"release {release_name!r} was made before codes were shards of their own "
+            "(its utterances have no codes_shard); create a new release to export"
+        )
+    kept = utterances.filter(pl.col("split").is_not_null()).sort("key").to_dicts()
     if not kept:
         raise ExportError(f"release {release_name!r} keeps no utterance")
     wanted = {u["key"]: u for u in kept}
     if len(wanted) != len(kept):
         raise ExportError(f"release {release_name!r} lists a key twice")
-    sha_by_shard = {s.shard: s.sha256 for s in release.shards}
-    rows: dict[str, ShardIndexRow] = {}
-    for source, unit in sorted({(s.source, s.unit) for s in release.shards}):
-        shard_dir = project.lake.shards_dir(source, unit)
-        if not (shard_dir / INDEX_NAME).exists():
-            raise ExportError(
-                f"release {release_name!r}: no shard index {shard_dir / INDEX_NAME} "
-                f"(unit {source}/{unit} was removed or is being rewritten)"
-            )
-        for row in read_index(shard_dir):
-            if row.key in wanted:
-                rows[row.key] = row
+    lake = project.lake
+    code_rows = _rows_of(lake, release_name, release.code_shards, wanted, "code")
+    code_sha = {s.shard: s.sha256 for s in release.code_shards}
     for key, utterance in wanted.items():
-        row = rows.get(key)
-        if row is None:
-            raise ExportError(
-                f"release {release_name!r}: {utterance['utterance_id']!r} ({key}) is in no "
-                "shard index of the release's units"
-            )
-        if row.shard != utterance["shard"] or row.utterance_id != utterance["utterance_id"]:
-            raise ExportError(
-                f"release {release_name!r}: {key} is now in {row.shard} as "
-                f"{row.utterance_id!r}, the release says {utterance['shard']} as "
-                f"{utterance['utterance_id']!r}"
-            )
-        if sha_by_shard.get(row.shard) != row.shard_sha256:
-            raise ExportError(
-                f"release {release_name!r}: shard {row.shard} has sha256 {row.shard_sha256}, "
-                f"the release recorded {sha_by_shard.get(row.shard)}; the shard was rewritten "
-                "after the release was made"
-            )
-    return _Selection(release, kept, rows, utterances.height - len(kept))
+        _check_row(
+            release_name, utterance, code_rows.get(key), utterance["codes_shard"], code_sha, "code"
+        )
+    audio_rows: dict[str, ShardIndexRow] = {}
+    if with_audio:
+        audio_rows = _rows_of(lake, release_name, release.shards, wanted, "audio")
+        audio_sha = {s.shard: s.sha256 for s in release.shards}
+        for key, utterance in wanted.items():
+            audio = audio_rows.get(key)
+            _check_row(release_name, utterance, audio, utterance["shard"], audio_sha, "audio")
+            assert audio is not None
+            codes = code_rows[key]
+            # The join: the code sample must be the one aligned with this audio sample,
+            # made from exactly this audio.
+            if codes.audio_shard != audio.shard:
+                raise ExportError(
+                    f"release {release_name!r}: {key} is in audio shard {audio.shard}, but its "
+                    f"code shard {codes.shard} is aligned with {codes.audio_shard}"
+                )
+    return _Selection(
+        release, kept, code_rows, audio_rows, utterances.height - len(kept), with_audio
+    )
 
 
 def _iter_samples(lake: Lake, selection: _Selection, split: str) -> Iterator[_Sample]:
-    """The kept utterances of one split, sorted by key, with their FLAC, codes and metadata."""
+    """The kept utterances of one split, sorted by key: codes and metadata from the code
+    shards, and the FLAC bytes from the aligned audio shards when the selection has audio."""
     utterances = [u for u in selection.kept if u["split"] == split]
-    rows = [selection.rows[u["key"]] for u in utterances]
-    # Three readers in lockstep: each opens a shard once per run of rows in it.
-    members = zip(
-        read_members(lake.root, rows, "flac"),
-        read_members(lake.root, rows, "codes"),
-        read_members(lake.root, rows, "json"),
+    code_rows = [selection.code_rows[u["key"]] for u in utterances]
+    # Readers in lockstep: each opens a shard once per run of rows in it.
+    codes_and_meta = zip(
+        read_members(lake.root, code_rows, "codes"),
+        read_members(lake.root, code_rows, "json"),
         strict=True,
     )
-    for utterance, row, (flac, codes_npy, meta_json) in zip(utterances, rows, members, strict=True):
-        meta = ShardSampleMeta.model_validate_json(meta_json)
+    flacs: Iterator[bytes | None]
+    if selection.with_audio:
+        audio_rows = [selection.audio_rows[u["key"]] for u in utterances]
+        flacs = read_members(lake.root, audio_rows, "flac")
+    else:
+        flacs = iter([None] * len(utterances))
+    for utterance, row, (codes_npy, meta_json), flac in zip(
+        utterances, code_rows, codes_and_meta, flacs, strict=True
+    ):
+        meta = CodeSampleMeta.model_validate_json(meta_json)
         codes = decode_codes(codes_npy)
         if meta.utterance_id != row.utterance_id or len(codes) != meta.n_codes:
             raise ExportError(
                 f"{row.shard}: members of {row.key} disagree with the index "
                 f"({meta.utterance_id!r}, {len(codes)} codes, meta says {meta.n_codes})"
             )
+        if selection.with_audio:
+            audio = selection.audio_rows[row.key]
+            if audio.pcm_sha256 != meta.pcm_sha256:
+                raise ExportError(
+                    f"{row.shard}: the codes of {row.key} were made from other audio than "
+                    f"{audio.shard} holds (pcm sha256 {meta.pcm_sha256} vs {audio.pcm_sha256})"
+                )
         yield _Sample(
             key=row.key,
             utterance_id=row.utterance_id,
@@ -279,7 +360,13 @@ def _export_record(
         "tokenizer_is_demo": release.tokenizer_is_demo,
         "code_version": release.code_version,
         "export_code_version": code_version(),
-        "shards": [{"shard": s.shard, "sha256": s.sha256} for s in release.shards],
+        # What the export read: the audio shards only when it holds audio.
+        "shards": (
+            [{"shard": s.shard, "sha256": s.sha256} for s in release.shards]
+            if selection.with_audio
+            else []
+        ),
+        "code_shards": [{"shard": s.shard, "sha256": s.sha256} for s in release.code_shards],
         "counts": stats.counts(),
         **extra,
     }

@@ -3,8 +3,9 @@ reads (`vita_audio/data/dataset_base.py`, `processor/audio_processor.py`)::
 
     out_dir/
       train.jsonl dev.jsonl test.jsonl      one per split that has kept utterances
-      audio/<key>.flac                      the shard's FLAC bytes, unchanged (16 kHz mono)
-      audio/<key>_glm4voice.json            the GLM-4-Voice codes of that audio
+      audio/<key>.flac                      the audio shard's FLAC bytes, unchanged (16 kHz mono)
+      audio/<key>_glm4voice.json            the GLM-4-Voice codes of that audio, from the
+                                            aligned code shard (joined by key)
       export.json                           release lineage and counts
 
 One JSONL line per utterance with text and per task, ordered by key, then by task::
@@ -133,9 +134,10 @@ def export_vita_jsonl(
     """Write release `release_name` as VITA-Audio JSONL with audio files and code caches.
 
     Layout and formats are in the module docstring: `<split>.jsonl` per split,
-    `audio/<key>.flac` (the shard's FLAC bytes), `audio/<key>_glm4voice.json`
-    (the codes), `export.json`. `tasks` is a non-empty subset of ("asr",
-    "tts"), written in the order given. `absolute_paths` writes the `audios`
+    `audio/<key>.flac` (the audio shard's FLAC bytes),
+    `audio/<key>_glm4voice.json` (the codes of the aligned code shard),
+    `export.json`. `tasks` is a non-empty subset of ("asr", "tts"), written in
+    the order given. `absolute_paths` writes the `audios`
     entries as absolute paths under the final `out_dir` instead of paths
     relative to it. A non-empty `out_dir` is refused unless `overwrite` is set
     and it holds an earlier export (`export.json`). Raises ExportError (and
@@ -145,7 +147,7 @@ def export_vita_jsonl(
     if not task_list or any(t not in VITA_TASKS for t in task_list):
         raise ExportError(f"tasks must be a non-empty subset of {VITA_TASKS}, got {task_list}")
     out_dir = _check_out_dir(project, out_dir, overwrite)
-    selection = _select(project, release_name)
+    selection = _select(project, release_name, with_audio=True)
 
     n_exported = n_without_text = n_special = 0
     duration_s = 0.0
@@ -169,6 +171,7 @@ def export_vita_jsonl(
                         continue
                     audio_rel = f"{AUDIO_DIR}/{sample.key}.flac"
                     audio_path = staging / audio_rel
+                    assert sample.flac is not None  # selected with audio
                     audio_path.write_bytes(sample.flac)
                     code_cache_path(audio_path).write_bytes(encode_code_cache(sample.codes))
                     n_exported += 1

@@ -1,13 +1,14 @@
 """A small real lake for the catalogue tests, built step by step, and its catalogue read back.
 
-The committed corpora run through inventory, manifest and quality; token files, shard
-indexes, a release, a run and an evaluation are written here with the contracts' schemas.
+The committed corpora run through the real steps: inventory, manifest, quality (which
+writes the audio shards) and, for some units, tokens (code shards, with the random-weight
+demo tokenizer `init_project` writes). A release, a run and an evaluation are written
+here with the contracts' schemas.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,18 +24,19 @@ from pipelines.project import Project, init_project
 from pipelines.steps.inventory import inventory_source
 from pipelines.steps.manifest import build_manifest
 from pipelines.steps.quality import assess_unit
+from pipelines.steps.tokens import tokenize_unit
+from pipelines.tokenizer import configured_tokenizer_sha256
 from pipelines.units import read_units_index
-from schemas import SHARD_INDEX_ARROW_SCHEMA, TOKENS_ARROW_SCHEMA, QualityPolicy
+from schemas import QualityPolicy
 from schemas.release import (
     RELEASE_UTTERANCE_ARROW_SCHEMA,
     Release,
     ReleaseShard,
     ReleaseUtterance,
 )
-from schemas.shards import INDEX_NAME
+from schemas.shards import CODE_INDEX_ARROW_SCHEMA, INDEX_NAME
 
 REPO = Path(__file__).resolve().parents[3]
-TOKENIZER_SHA256 = hashlib.sha256(b"demo tokenizer").hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -75,73 +77,33 @@ def accepted_rows(project: Project, source: str, unit: str) -> list[dict]:
     return quality.filter(pl.col("status") == "accepted").sort("utterance_id").to_dicts()
 
 
-def tokenize_and_shard(project: Project, source: str, unit: str) -> None:
-    """Token file and shard index for the unit's accepted utterances (two shards)."""
-    rows = accepted_rows(project, source, unit)
-    assert rows, f"{unit} has no accepted utterance"
-    tokens, index = [], []
-    for position, row in enumerate(rows):
-        n_codes = round(row["duration_s"] * 12.5)
-        tokens.append(
-            {
-                "utterance_id": row["utterance_id"],
-                "source": source,
-                "unit": unit,
-                "duration_s": row["duration_s"],
-                "n_samples": round(row["duration_s"] * 16000),
-                "codes": [(position * 7 + i) % 16384 for i in range(n_codes)],
-                "n_codes": n_codes,
-                "tokenizer_sha256": TOKENIZER_SHA256,
-                "tokenizer_is_demo": True,
-            }
-        )
-        shard = f"shards/{source}/{unit}/shard-{position % 2:06d}.tar"
-        index.append(
-            {
-                "key": row["utterance_id"].replace("/", "__").replace(".", "_"),
-                "utterance_id": row["utterance_id"],
-                "source": source,
-                "unit": unit,
-                "shard": shard,
-                "shard_sha256": hashlib.sha256(shard.encode()).hexdigest(),
-                "shard_bytes": 100_000 + 1000 * (position % 2),
-                "flac_offset": 512 * position,
-                "flac_size": 400,
-                "codes_offset": 512 * position + 400,
-                "codes_size": 2 * n_codes,
-                "json_offset": 512 * position + 450,
-                "json_size": 50,
-                "duration_s": row["duration_s"],
-                "n_codes": n_codes,
-            }
-        )
-    write_parquet_atomic(
-        project.lake.tokens(source, unit), pa.Table.from_pylist(tokens, TOKENS_ARROW_SCHEMA)
-    )
-    write_parquet_atomic(
-        project.lake.shard_index(source, unit),
-        pa.Table.from_pylist(index, SHARD_INDEX_ARROW_SCHEMA),
-    )
+def tokenizer_sha256(project: Project) -> str:
+    """The configured (demo) tokenizer's hash: the catalogue holds its codes."""
+    sha256 = configured_tokenizer_sha256(project.directory, project.config.tokenizer)
+    assert sha256 is not None, "init_project writes the demo tokenizer checkpoint"
+    return sha256
 
 
-def release(project: Project, name: str) -> None:
-    """A release of every sharded utterance: every third one to dev."""
+def tokenize(project: Project, source: str, unit: str) -> None:
+    """The tokens step on one unit: code shards aligned with its audio shards."""
+    tokenize_unit(project, project.config.source(source), unit)
+
+
+def code_rows(project: Project) -> pl.DataFrame:
+    """Every code index row of the configured tokenizer, read straight from the lake."""
+    files = sorted(project.lake.codes_root(tokenizer_sha256(project)).glob(f"*/*/{INDEX_NAME}"))
+    if not files:
+        return pl.DataFrame(schema=pl.from_arrow(CODE_INDEX_ARROW_SCHEMA.empty_table()).schema)
+    return pl.concat([pl.read_parquet(f) for f in files])
+
+
+def audio_rows(project: Project) -> pl.DataFrame:
+    """Every audio shard index row, read straight from the lake."""
     files = sorted(project.lake.shards_root().glob(f"*/*/{INDEX_NAME}"))
-    index = [r for f in files for r in pl.read_parquet(f).to_dicts()]
-    index.sort(key=lambda r: r["utterance_id"])
-    utterances = [
-        ReleaseUtterance(
-            utterance_id=r["utterance_id"],
-            key=r["key"],
-            shard=r["shard"],
-            source=r["source"],
-            language=None,
-            speaker=None,
-            duration_s=r["duration_s"],
-            split="dev" if i % 3 == 0 else "train",
-        )
-        for i, r in enumerate(index)
-    ]
+    return pl.concat([pl.read_parquet(f) for f in files])
+
+
+def _release_shards(rows: list[dict]) -> list[ReleaseShard]:
     shards = {
         r["shard"]: ReleaseShard(
             shard=r["shard"],
@@ -150,8 +112,33 @@ def release(project: Project, name: str) -> None:
             source=r["source"],
             unit=r["unit"],
         )
-        for r in index
+        for r in rows
     }
+    return sorted(shards.values(), key=lambda s: s.shard)
+
+
+def release(project: Project, name: str) -> None:
+    """A release of every utterance with audio and codes: every third one to dev."""
+    audio = {r["utterance_id"]: r for r in audio_rows(project).to_dicts()}
+    codes = {r["utterance_id"]: r for r in code_rows(project).to_dicts()}
+    # Codes whose audio shard is no longer the audio's (stale codes) are not released.
+    ids = sorted(
+        u for u in audio.keys() & codes.keys() if codes[u]["audio_shard"] == audio[u]["shard"]
+    )
+    utterances = [
+        ReleaseUtterance(
+            utterance_id=u,
+            key=audio[u]["key"],
+            shard=audio[u]["shard"],
+            codes_shard=codes[u]["shard"],
+            source=audio[u]["source"],
+            language=None,
+            speaker=None,
+            duration_s=audio[u]["duration_s"],
+            split="dev" if i % 3 == 0 else "train",
+        )
+        for i, u in enumerate(ids)
+    ]
     model = Release(
         name=name,
         created_at=dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC),
@@ -160,10 +147,11 @@ def release(project: Project, name: str) -> None:
         n_utterances=len(utterances),
         duration_s=sum(u.duration_s for u in utterances),
         policy_versions=[project.config.quality.version()],
-        tokenizer_sha256=[TOKENIZER_SHA256],
+        tokenizer_sha256=[tokenizer_sha256(project)],
         tokenizer_is_demo=True,
         code_version="test",
-        shards=sorted(shards.values(), key=lambda s: s.shard),
+        shards=_release_shards([audio[u] for u in ids]),
+        code_shards=_release_shards([codes[u] for u in ids]),
     )
     write_parquet_atomic(
         project.lake.release_utterances(name),

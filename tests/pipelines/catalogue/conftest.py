@@ -22,7 +22,7 @@ from catalogue_lake import (
     new_project,
     records,
     release,
-    tokenize_and_shard,
+    tokenize,
     units_of,
 )
 
@@ -32,13 +32,13 @@ from pipelines.project import Project, load_project
 
 @pytest.fixture(scope="package")
 def full_lake(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> Project:
-    """Every corpus ingested and assessed; two units tokenized and sharded; a release, a run
-    and an evaluation."""
+    """Every corpus ingested and assessed (audio shards); two units tokenized (code shards);
+    a release, a run and an evaluation."""
     project = new_project(tmp_path_factory.mktemp("catalogue") / "proj", corpora)
     ingest(project)
     assess(project, [s.name for s in project.config.sources])
     for source in ("librispeech", "wenetspeech"):
-        tokenize_and_shard(project, source, units_of(project, source)[0])
+        tokenize(project, source, units_of(project, source)[0])
     release(project, "r1")
     records(project)
     return project

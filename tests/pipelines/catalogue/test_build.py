@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 from catalogue_lake import (
     RUN_RECORD,
-    accepted_rows,
     assert_equals_rebuild,
     assess,
+    code_rows,
     dump,
     frame,
     ingest,
@@ -26,10 +26,12 @@ from catalogue_lake import (
     records,
     release,
     stricter,
-    tokenize_and_shard,
+    tokenize,
+    tokenizer_sha256,
     units_of,
 )
 
+from inference.glm4voice import write_demo_checkpoint
 from pipelines.catalogue import load
 from pipelines.catalogue.build import rebuild_catalogue, update_catalogue
 from pipelines.catalogue.errors import CatalogueError
@@ -54,24 +56,26 @@ def _steps(project_box: list[Project]) -> dict[str, Callable[[], None]]:
     def remove() -> None:
         lake = project().lake
         unit = units_of(project(), "wenetspeech")[0]
-        lake.tokens("wenetspeech", unit).unlink(missing_ok=True)
+        lake.code_index(tokenizer_sha256(project()), "wenetspeech", unit).unlink(missing_ok=True)
         lake.shard_index("wenetspeech", unit).unlink(missing_ok=True)
         gone = units_of(project(), "custom_folder")[-1]
         lake.manifest("custom_folder", gone).unlink()
         lake.quality("custom_folder", gone).unlink(missing_ok=True)
         lake.run_record("run-0001").unlink(missing_ok=True)
 
-    def shard() -> None:
+    def codes() -> None:
+        # The tokens step on the first unit of two sources, wherever quality has run (an
+        # empty unit gets empty code shards).
         for source in ("librispeech", "wenetspeech"):
             unit = units_of(project(), source)[0]
-            if accepted_rows(project(), source, unit):
-                tokenize_and_shard(project(), source, unit)
+            if project().lake.shard_index(source, unit).exists():
+                tokenize(project(), source, unit)
 
     return {
         "ingest": lambda: ingest(project()),
         "assess_some": lambda: assess(project(), ["librispeech", "wenetspeech"]),
         "assess_rest": lambda: assess(project(), [s.name for s in project().config.sources][2:]),
-        "shard": shard,
+        "codes": codes,
         "release": lambda: release(project(), "r1"),
         "records": lambda: records(project()),
         "more_records": lambda: more_records(project()),
@@ -87,18 +91,18 @@ ORDERS = [
         "ingest",
         "assess_some",
         "assess_rest",
-        "shard",
+        "codes",
         "release",
         "records",
         "more_records",
         "requality",
         "remove",
     ],
-    ["ingest", "records", "assess_rest", "assess_some", "requality", "shard", "remove", "release"],
+    ["ingest", "records", "assess_rest", "assess_some", "requality", "codes", "remove", "release"],
     [
         "ingest",
         "assess_some",
-        "shard",
+        "codes",
         "release",
         "requality",
         "release_again",
@@ -159,11 +163,53 @@ def test_requality_changes_the_rows_of_that_unit_only(copied_lake: Project, tmp_
     assert_equals_rebuild(strict, tmp_path)
 
 
+def test_a_change_of_tokenizer_refreshes_the_units_with_codes(
+    copied_lake: Project, tmp_path: Path
+) -> None:
+    update_catalogue(copied_lake)
+    tokenized = sorted(set(code_rows(copied_lake)["unit"]))
+    assert len(tokenized) == 2
+    write_demo_checkpoint(copied_lake.directory / "models" / "other-demo", seed=1)
+    settings = copied_lake.config.tokenizer.model_copy(update={"checkpoint": "models/other-demo"})
+    other = Project(
+        copied_lake.directory, copied_lake.config.model_copy(update={"tokenizer": settings})
+    )
+    other_sha256 = tokenizer_sha256(other)
+    assert other_sha256 != tokenizer_sha256(copied_lake)
+
+    # No codes of the new tokenizer yet: the units that had codes have none now.
+    stats = update_catalogue(other)
+    assert stats.mode == "update" and stats.tokenizer_sha256 == other_sha256
+    assert stats.units_refreshed == tokenized and stats.n_code_shards == 0
+    assert frame(other.catalogue_path, "SELECT count(n_codes) AS n FROM utterances")["n"][0] == 0
+    assert_equals_rebuild(other, tmp_path)
+
+    # The tokens step with the new tokenizer on one unit: that unit only, with its codes.
+    unit = tokenized[0]
+    tokenize(other, unit.split(".", 1)[0], unit)
+    stats = update_catalogue(other)
+    assert stats.units_refreshed == [unit] and stats.n_code_shards > 0
+    hashes = frame(
+        other.catalogue_path,
+        "SELECT DISTINCT unit, tokenizer_sha256 FROM utterances WHERE codes_shard IS NOT NULL",
+    )
+    assert hashes.rows() == [(unit, other_sha256)]
+    assert_equals_rebuild(other, tmp_path)
+
+    # Back to the first tokenizer: every unit with codes of either is reloaded.
+    stats = update_catalogue(copied_lake)
+    assert stats.units_refreshed == tokenized
+    info = dict(frame(copied_lake.catalogue_path, "SELECT * FROM catalogue_info").iter_rows())
+    assert info["tokenizer_sha256"] == tokenizer_sha256(copied_lake)
+    assert_equals_rebuild(copied_lake, tmp_path)
+    assert update_catalogue(copied_lake).units_refreshed == []
+
+
 def test_loading_in_batches_gives_the_same_catalogue(
     full_lake: Project, built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(load, "BATCH_MANIFEST_BYTES", 1)  # one unit per statement
-    files = scan_lake(full_lake.lake)
+    files = scan_lake(full_lake.lake, tokenizer_sha256(full_lake))
     units = {f.entity for f in files if f.kind == "manifest"}
     assert len(load._unit_batches(files, units)) == len(units) > 10
     batched = tmp_path / "batched.duckdb"

@@ -1,7 +1,9 @@
 """The catalogue's tables and views over a small real lake.
 
 Checked: one row per manifest row with the decision the corpus generator planted;
-token and shard columns on exactly the tokenized and sharded utterances; the release,
+audio shard columns on exactly the utterances of the audio shard indexes, code columns
+and `code_shards` exactly as the configured tokenizer's code indexes say (and not for a
+code index out of step with its audio); the release,
 run and evaluation tables as their contracts define them; the views' sums against sums
 computed from the lake files directly; the documentation names every table and column.
 """
@@ -19,7 +21,17 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from catalogue_lake import EVAL_RECORD, REPO, RUN_RECORD, TOKENIZER_SHA256, frame, units_of
+from catalogue_lake import (
+    EVAL_RECORD,
+    REPO,
+    RUN_RECORD,
+    audio_rows,
+    code_rows,
+    frame,
+    tokenize,
+    tokenizer_sha256,
+    units_of,
+)
 from pydantic import BaseModel, Field
 
 from pipelines.catalogue import tables
@@ -35,9 +47,11 @@ from pipelines.catalogue.tables import (
 )
 from pipelines.demo.project import DEMO_SOURCES
 from pipelines.project import Project
+from pipelines.steps.quality import assess_unit
 from pipelines.units import read_units_index
+from schemas import QualityPolicy
+from schemas.hashing import file_sha256
 from schemas.release import Release, ReleaseShard, ReleaseUtterance
-from schemas.shards import INDEX_NAME
 from schemas.training import EvalRecord, RunRecord
 
 EXPECTED_NAME = {
@@ -83,34 +97,141 @@ def test_one_row_per_manifest_row_with_the_planted_decisions(
     assert total == rows.height
 
 
-def test_token_and_shard_columns_exactly_where_written(full_lake: Project, built: Path) -> None:
+def test_audio_shard_columns_exactly_where_written(full_lake: Project, built: Path) -> None:
     rows = frame(built, "SELECT * FROM utterances")
-    written = pl.concat(
-        [pl.read_parquet(p) for p in full_lake.lake.shards_root().glob(f"*/*/{INDEX_NAME}")]
-    )
-    assert written.height > 4
+    written = audio_rows(full_lake)
+    # The quality step writes every accepted utterance, and nothing else, to an audio shard.
+    assert written.height == rows.filter(pl.col("status") == "accepted").height > 4
     sharded = rows.filter(pl.col("key").is_not_null())
     assert sorted(sharded["utterance_id"]) == sorted(written["utterance_id"])
     joined = sharded.join(written, on="utterance_id", suffix="_index")
     assert (joined["key"] == joined["key_index"]).all()
     assert (joined["shard"] == joined["shard_index"]).all()
-    assert (joined["n_codes"] == joined["n_codes_index"]).all()
-    assert (sharded["tokenizer_sha256"] == TOKENIZER_SHA256).all()
-    assert sharded["tokenizer_is_demo"].all() and (sharded["status"] == "accepted").all()
-    others = rows.filter(pl.col("key").is_null())
-    assert others["n_codes"].null_count() == others.height
-    assert others["tokenizer_is_demo"].null_count() == others.height
+    assert (joined["pcm_sha256"] == joined["pcm_sha256_index"]).all()
+    assert (sharded["status"] == "accepted").all()
 
     shards = frame(built, "SELECT * FROM shards ORDER BY shard")
     expected = (
         written.group_by("shard")
-        .agg(pl.len().alias("n_samples"), pl.col("shard_bytes").first())
+        .agg(
+            pl.len().alias("n_samples"),
+            pl.col("shard_bytes").first(),
+            pl.col("shard_sha256").first(),
+            pl.col("duration_s").sum().alias("seconds"),
+        )
         .sort("shard")
     )
     assert shards["shard"].to_list() == expected["shard"].to_list()
     assert shards["n_samples"].to_list() == expected["n_samples"].to_list()
     assert shards["bytes"].to_list() == expected["shard_bytes"].to_list()
-    assert set(shards["unit"]) == set(written["unit"]) and len(set(shards["unit"])) == 2
+    assert shards["sha256"].to_list() == expected["shard_sha256"].to_list()
+    assert shards["duration_s"].to_list() == pytest.approx(expected["seconds"].to_list())
+    assert all(s.startswith("shards/") and "/audio-" in s for s in shards["shard"])
+    for shard in shards.to_dicts():
+        path = full_lake.lake.root / shard["shard"]
+        assert path.stat().st_size == shard["bytes"] and file_sha256(path) == shard["sha256"]
+
+
+def test_code_columns_and_code_shards_agree_with_the_code_index(
+    full_lake: Project, built: Path
+) -> None:
+    rows = frame(built, "SELECT * FROM utterances")
+    codes = code_rows(full_lake)
+    sha256 = tokenizer_sha256(full_lake)
+    # Two units tokenized: their accepted utterances, and nobody else, have codes.
+    assert codes.height > 4 and codes["unit"].n_unique() == 2
+    tokenized = rows.filter(pl.col("codes_shard").is_not_null())
+    assert sorted(tokenized["utterance_id"]) == sorted(codes["utterance_id"])
+    joined = tokenized.join(codes, on="utterance_id", suffix="_codes")
+    assert (joined["codes_shard"] == joined["shard_codes"]).all()
+    assert (joined["key"] == joined["key_codes"]).all()
+    # The code shard of an utterance is the one aligned with its audio shard.
+    assert (joined["shard"] == joined["audio_shard"]).all()
+    assert (joined["n_codes"] == joined["n_codes_codes"]).all()
+    assert (tokenized["tokenizer_sha256"] == sha256).all() and tokenized["tokenizer_is_demo"].all()
+    others = rows.filter(pl.col("codes_shard").is_null())
+    for column in ("n_codes", "tokenizer_sha256", "tokenizer_is_demo"):
+        assert others[column].null_count() == others.height, column
+    assert others.filter(pl.col("key").is_not_null()).height > 0  # audio, not yet codes
+
+    code_shards = frame(built, "SELECT * FROM code_shards ORDER BY shard")
+    expected = (
+        codes.group_by("shard")
+        .agg(
+            pl.len().alias("n_samples"),
+            pl.col("n_codes").sum().alias("codes"),
+            pl.col("duration_s").sum().alias("seconds"),
+            pl.col("shard_sha256", "shard_bytes", "audio_shard", "source", "unit").first(),
+        )
+        .sort("shard")
+    )
+    assert code_shards["shard"].to_list() == expected["shard"].to_list()
+    for column, written in (
+        ("sha256", "shard_sha256"),
+        ("bytes", "shard_bytes"),
+        ("n_samples", "n_samples"),
+        ("n_codes", "codes"),
+        ("audio_shard", "audio_shard"),
+        ("source", "source"),
+        ("unit", "unit"),
+    ):
+        assert code_shards[column].to_list() == expected[written].to_list(), column
+    assert code_shards["duration_s"].to_list() == pytest.approx(expected["seconds"].to_list())
+    assert (
+        set(code_shards["tokenizer_sha256"]) == {sha256} and code_shards["tokenizer_is_demo"].all()
+    )
+    prefix = f"codes/{sha256[:16]}/"
+    assert all(s.startswith(prefix) and "/codes-" in s for s in code_shards["shard"])
+    for shard in code_shards.to_dicts():
+        path = full_lake.lake.root / shard["shard"]
+        assert path.stat().st_size == shard["bytes"] and file_sha256(path) == shard["sha256"]
+        # codes-N.tar is aligned with audio-N.tar of the same unit, which the catalogue knows.
+        assert Path(shard["shard"]).name.removeprefix("codes-") == Path(
+            shard["audio_shard"]
+        ).name.removeprefix("audio-")
+    audio = set(frame(built, "SELECT shard FROM shards")["shard"])
+    assert set(code_shards["audio_shard"]) <= audio
+    info = dict(frame(built, "SELECT * FROM catalogue_info").iter_rows())
+    assert info["tokenizer_sha256"] == sha256
+
+
+def test_a_code_index_out_of_step_with_its_audio_is_not_catalogued(
+    copied_lake: Project,
+) -> None:
+    """A policy edit rewrites a tokenized unit's audio shards: until the tokens step runs
+    again, its old codes are not the codes of its audio, and the catalogue shows none."""
+    unit = units_of(copied_lake, "librispeech")[0]
+    source = copied_lake.config.source("librispeech")
+    assert unit in set(code_rows(copied_lake)["unit"])
+    # An SNR floor at the median: half the accepted utterances stay, the audio is rewritten.
+    policy = QualityPolicy.model_validate(
+        {**copied_lake.config.quality.model_dump(), "min_snr_db": _median_snr(copied_lake, unit)}
+    )
+    edited = Project(
+        copied_lake.directory, copied_lake.config.model_copy(update={"quality": policy})
+    )
+    assess_unit(edited, source, unit)
+    rebuild_catalogue(edited)
+    rows = frame(edited.catalogue_path, f"SELECT * FROM utterances WHERE unit = '{unit}'")
+    accepted = rows.filter(pl.col("status") == "accepted")
+    assert 0 < accepted.height < code_rows(edited).filter(pl.col("unit") == unit).height
+    assert accepted["key"].null_count() == 0 and rows["codes_shard"].null_count() == rows.height
+    assert frame(
+        edited.catalogue_path, f"SELECT * FROM code_shards WHERE unit = '{unit}'"
+    ).is_empty()
+    tokenize(edited, "librispeech", unit)
+    rebuild_catalogue(edited)
+    rows = frame(edited.catalogue_path, f"SELECT * FROM utterances WHERE unit = '{unit}'")
+    tokenized = rows.filter(pl.col("codes_shard").is_not_null())
+    assert sorted(tokenized["utterance_id"]) == sorted(
+        rows.filter(pl.col("status") == "accepted")["utterance_id"]
+    )
+
+
+def _median_snr(project: Project, unit: str) -> float:
+    quality = pl.read_parquet(project.lake.quality("librispeech", unit))
+    snr = quality.filter(pl.col("status") == "accepted")["wada_snr_db"].sort()
+    return float(snr[len(snr) // 2])
 
 
 def test_release_run_and_evaluation_rows(full_lake: Project, built: Path) -> None:
@@ -126,15 +247,21 @@ def test_release_run_and_evaluation_rows(full_lake: Project, built: Path) -> Non
     in_shards = frame(
         built,
         "SELECT count(*) AS n FROM release_utterances r JOIN utterances u USING (utterance_id)"
-        " WHERE r.key = u.key AND r.shard = u.shard",
+        " WHERE r.key = u.key AND r.shard = u.shard AND r.codes_shard = u.codes_shard",
     )
     assert in_shards["n"][0] == members.height
-    release_shards = frame(
-        built,
-        "SELECT r.*, s.n_samples FROM release_shards r JOIN shards s"
-        " ON s.shard = r.shard AND s.sha256 = r.sha256",
-    )
-    assert release_shards.height == 4 and release_shards["n_samples"].sum() == members.height
+    for kind, table in (("audio", "shards"), ("codes", "code_shards")):
+        release_shards = frame(
+            built,
+            f"SELECT r.*, s.n_samples FROM release_shards r JOIN {table} s"
+            f" ON s.shard = r.shard AND s.sha256 = r.sha256 AND s.bytes = r.bytes"
+            f" WHERE r.kind = '{kind}'",
+        )
+        column = "shard" if kind == "audio" else "codes_shard"
+        assert release_shards.height == members[column].n_unique() == 3, kind
+        assert release_shards["n_samples"].sum() == members.height, kind
+    kinds = frame(built, "SELECT DISTINCT kind FROM release_shards ORDER BY kind")
+    assert kinds["kind"].to_list() == ["audio", "codes"]
 
     (run,) = frame(built, "SELECT * FROM runs").to_dicts()
     assert set(run) == set(RunRecord.model_fields) == set(RUN_RECORD)
@@ -181,7 +308,7 @@ def test_contract_tables_have_one_column_per_model_field() -> None:
 
     released = [RELEASE_RENAMED.get(n, n) for n in Release.model_fields if n not in RELEASE_NESTED]
     assert names("releases") == released and "where_sql" in released
-    assert names("release_shards") == ["release", *ReleaseShard.model_fields]
+    assert names("release_shards") == ["release", "kind", *ReleaseShard.model_fields]
     assert names("release_utterances") == ["release", *ReleaseUtterance.model_fields]
     assert names("runs") == list(RunRecord.model_fields)
     assert names("evals") == list(EvalRecord.model_fields)
@@ -269,6 +396,8 @@ def test_views_return_the_sums_of_the_lake_files(full_lake: Project, built: Path
     progress = frame(built, "SELECT * FROM unit_progress")
     assert (progress["n_inputs"] == progress["n_accepted"] + progress["n_rejected"]).all()
     assert progress["n_pending"].sum() == 0 and progress["n_sharded"].sum() > 4
+    assert (progress["n_sharded"] == progress["n_accepted"]).all()
+    assert progress["n_tokenized"].sum() == code_rows(full_lake).height
 
 
 def test_utterances_without_a_decision_are_pending(copied_lake: Project) -> None:
@@ -284,7 +413,7 @@ def test_utterances_without_a_decision_are_pending(copied_lake: Project) -> None
     assert ok["reject_stage"].null_count() == ok.height == ok["wada_snr_db"].null_count()
     # Declared durations stand in until a measured one exists.
     assert (ok["duration_s"] == ok["declared_duration_s"]).all()
-    # Tokens and shards written before the decision still show (the lake says so).
+    # Audio and code shards written before the decision still show (the lake says so).
     assert ok["key"].null_count() < ok.height
     ingest_rejected = rows.filter(pl.col("ingest_status") == "rejected")
     assert ingest_rejected.height > 0

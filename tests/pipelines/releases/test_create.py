@@ -1,4 +1,5 @@
-"""Release selection rules: exact duplicates dropped by PCM hash, splits by speaker."""
+"""Release selection rules: exact duplicates dropped by PCM hash, splits by speaker, each
+utterance with its audio shard and its code shard."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import polars as pl
 
 from pipelines.releases.create import _split_rows, assign_split
 from schemas import ReleaseSpec
+from schemas.release import ReleaseUtterance
 
 
 def _frame() -> pl.DataFrame:
@@ -15,7 +17,8 @@ def _frame() -> pl.DataFrame:
             {
                 "utterance_id": f"a/{i:03d}",
                 "key": f"a__{i:03d}",
-                "shard": "s0",
+                "shard": "shards/a/a.x.00000/audio-000000.tar",
+                "codes_shard": "codes/0123456789abcdef/a/a.x.00000/codes-000000.tar",
                 "source": "a",
                 "unit": "a.x.00000",
                 "language": "en",
@@ -44,6 +47,20 @@ def test_dedup_keeps_the_first_id_and_records_the_others() -> None:
     assert len(kept) == 200
     no_dedup = _split_rows(_frame(), ReleaseSpec(name="r"))
     assert all(r["duplicate_of"] is None for r in no_dedup) and len(no_dedup) == 202
+
+
+def test_each_row_keeps_its_audio_shard_and_its_code_shard() -> None:
+    frame = _frame()
+    rows = _split_rows(frame, ReleaseSpec(name="r", dedup=True))
+    assert [r["utterance_id"] for r in rows] == frame["utterance_id"].to_list()
+    for row, selected in zip(rows, frame.to_dicts(), strict=True):
+        assert (row["key"], row["shard"], row["codes_shard"]) == (
+            selected["key"],
+            selected["shard"],
+            selected["codes_shard"],
+        )
+    # Every field of a release row, and nothing else.
+    assert set(rows[0]) == set(ReleaseUtterance.model_fields)
 
 
 def test_speakers_never_straddle_splits_and_splits_are_stable() -> None:

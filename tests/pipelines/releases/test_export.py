@@ -1,13 +1,15 @@
-"""Tests of the release exports over a tiny real lake: synthetic shards written by the shard
-writer (two units, several shards) and a release written by hand with the release contract,
-holding a dropped duplicate, an utterance without text and one whose text holds a chat
-special token.
+"""Tests of the release exports over a tiny real lake: synthetic audio shards and aligned code
+shards written by the shard writer (two units, several shards each) and a release written by
+hand with the release contract, holding a dropped duplicate, an utterance without text and
+one whose text holds a chat special token.
 
 Checked: the VITA-Audio JSONL (templates, one `audios` entry per `<|audio|>`, splits, order,
-UTF-8), the audio files (the shard's FLAC bytes, the release's duration) and their
-`_glm4voice.json` code caches (upstream's name and format, the shard's codes), export.json
-lineage, byte-identical re-exports, the out-folder rules, a shard rewritten after the release;
-and the Hugging Face DatasetDict read back with `load_from_disk` (rows, codes, decoded audio).
+UTF-8), the audio files (the audio shard's FLAC bytes, the release's duration) and their
+`_glm4voice.json` code caches (upstream's name and format, the code shard's codes, joined by
+key), export.json lineage, byte-identical re-exports, the out-folder rules, a shard of either
+field rewritten after the release, codes made from other audio; the Hugging Face DatasetDict
+read back with `load_from_disk` (rows, codes, decoded audio); and the codes-only Hugging Face
+export, which reads the code shards only (it works with every audio shard deleted).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import doctest
-import hashlib
 import io
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -27,15 +29,15 @@ import pytest
 import soundfile as sf
 
 import pipelines.releases.export.vita_jsonl as vita_export
-from pipelines.audio.pcm import encode_flac16
+from pipelines.audio.pcm import encode_flac16, pcm_sha256
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.project import Project
 from pipelines.releases.create import ReleaseError
 from pipelines.releases.export.hf import export_hf
 from pipelines.releases.export.staging import ExportError
 from pipelines.releases.export.vita_jsonl import code_cache_path, export_vita_jsonl
-from pipelines.shards.writer import ShardSample, write_shards
-from schemas import ProjectConfig, ShardIndexRow, ShardLimits, ShardSampleMeta
+from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
+from schemas import ProjectConfig
 from schemas.release import (
     RELEASE_FILE,
     RELEASE_UTTERANCE_ARROW_SCHEMA,
@@ -43,7 +45,21 @@ from schemas.release import (
     Release,
     ReleaseShard,
 )
-from schemas.shards import shard_key
+from schemas.shards import (
+    AUDIO_MEMBERS,
+    AUDIO_SHARD_PREFIX,
+    CODE_INDEX_ARROW_SCHEMA,
+    CODE_MEMBERS,
+    CODE_SHARD_PREFIX,
+    SHARD_INDEX_ARROW_SCHEMA,
+    AudioSampleMeta,
+    CodeIndexRow,
+    CodeSampleMeta,
+    ShardIndexRow,
+    ShardLimits,
+    encode_codes,
+    shard_key,
+)
 
 RATE_HZ = 16000
 SOURCE = "synthetic"
@@ -51,6 +67,8 @@ RELEASE = "tiny-v1"
 TOKENIZER_SHA256 = "cd" * 32
 POLICY_VERSION = "policy-2025-01"
 LIMITS = ShardLimits(max_bytes=1_000_000, max_samples=2)
+AUDIO_FIELD = ShardField(prefix=AUDIO_SHARD_PREFIX, members=AUDIO_MEMBERS)
+CODE_FIELD = ShardField(prefix=CODE_SHARD_PREFIX, members=CODE_MEMBERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,12 +97,25 @@ WITH_TEXT = {"spk0/utt-0000", "spk0/utt-0001", "spk1/utt.0003", "spk2/utt-0004"}
 
 
 @dataclasses.dataclass(frozen=True)
+class Utterance:
+    """One utterance as written: its FLAC (audio shard) and codes (code shard)."""
+
+    planned: Planned
+    key: str
+    flac: bytes
+    codes: np.ndarray
+    duration_s: float
+    pcm_sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
 class TinyLake:
-    """The project, the samples as written, and the index rows by key."""
+    """The project, the utterances as written, and both fields' index rows by key."""
 
     project: Project
-    samples: dict[str, ShardSample]  # by key
-    rows: dict[str, ShardIndexRow]  # by key
+    utterances: dict[str, Utterance]  # by key
+    rows: dict[str, ShardIndexRow]  # audio index rows by key
+    code_rows: dict[str, CodeIndexRow]  # by key
     release: Release
 
 
@@ -95,15 +126,15 @@ def _audio(index: int, rng: np.random.Generator) -> np.ndarray:
     return (tone + 0.03 * rng.standard_normal(frames)).astype(np.float32)
 
 
-def _sample(planned: Planned, audio: np.ndarray, codes: np.ndarray) -> ShardSample:
-    meta = ShardSampleMeta(
-        utterance_id=planned.utterance_id,
+def _audio_sample(u: Utterance) -> ShardSample:
+    meta = AudioSampleMeta(
+        utterance_id=u.planned.utterance_id,
         source=SOURCE,
-        text=planned.text,
-        speaker=planned.speaker,
+        text=u.planned.text,
+        speaker=u.planned.speaker,
         language="en",
-        split=planned.split,
-        duration_s=len(audio) / RATE_HZ,
+        split=u.planned.split,
+        duration_s=u.duration_s,
         snr_db=25.0,
         stnr_snr_db=None,
         clipping_ratio=0.0,
@@ -111,24 +142,119 @@ def _sample(planned: Planned, audio: np.ndarray, codes: np.ndarray) -> ShardSamp
         rms_dbfs=-20.0,
         bandwidth_hz=7900.0,
         chars_per_s=None,
-        n_codes=len(codes),
-        pcm_sha256=hashlib.sha256(audio.tobytes()).hexdigest(),
+        pcm_sha256=u.pcm_sha256,
+    )
+    return ShardSample(u.key, u.planned.utterance_id, (u.flac, encode_meta(meta)))
+
+
+def _code_sample(u: Utterance, pcm_sha256: str | None = None) -> ShardSample:
+    meta = CodeSampleMeta(
+        utterance_id=u.planned.utterance_id,
+        source=SOURCE,
+        text=u.planned.text,
+        speaker=u.planned.speaker,
+        language="en",
+        split=u.planned.split,
+        duration_s=u.duration_s,
+        n_codes=len(u.codes),
+        pcm_sha256=pcm_sha256 or u.pcm_sha256,
         tokenizer_sha256=TOKENIZER_SHA256,
         tokenizer_is_demo=True,
-        policy_version=POLICY_VERSION,
     )
-    key = shard_key(planned.utterance_id)
-    return ShardSample(key, planned.utterance_id, encode_flac16(audio), codes, meta)
+    return ShardSample(u.key, u.planned.utterance_id, (encode_codes(u.codes), encode_meta(meta)))
+
+
+def write_audio(project: Project, unit: str, utterances: list[Utterance]) -> list[ShardIndexRow]:
+    """A unit's audio shards and index, as the quality step writes them."""
+    by_key = {u.key: u for u in utterances}
+
+    def row(placed: PlacedSample) -> ShardIndexRow:
+        (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
+        u = by_key[placed.sample.key]
+        return ShardIndexRow(
+            key=u.key,
+            utterance_id=u.planned.utterance_id,
+            source=SOURCE,
+            unit=unit,
+            shard=placed.shard,
+            shard_sha256=placed.shard_sha256,
+            shard_bytes=placed.shard_bytes,
+            flac_offset=flac_offset,
+            flac_size=flac_size,
+            json_offset=json_offset,
+            json_size=json_size,
+            duration_s=u.duration_s,
+            pcm_sha256=u.pcm_sha256,
+        )
+
+    placed = write_shards(
+        [_audio_sample(u) for u in utterances],
+        project.lake.shards_dir(SOURCE, unit),
+        AUDIO_FIELD,
+        lake_root=project.lake.root,
+        index_row=row,
+        index_schema=SHARD_INDEX_ARROW_SCHEMA,
+        limits=LIMITS,
+    )
+    return [row(p) for p in placed]
+
+
+def write_codes(
+    project: Project,
+    unit: str,
+    utterances: list[Utterance],
+    audio_rows: list[ShardIndexRow],
+    pcm_sha256: dict[str, str] | None = None,
+) -> list[CodeIndexRow]:
+    """A unit's code shards and index aligned with `audio_rows`, as the tokens step writes
+    them (`pcm_sha256` overrides the hash a sample's codes claim to come from)."""
+    by_key = {u.key: u for u in utterances}
+    audio_by_key = {r.key: r for r in audio_rows}
+    order = [r.shard for r in audio_rows]
+    sizes = [order.count(shard) for shard in dict.fromkeys(order)]
+
+    def row(placed: PlacedSample) -> CodeIndexRow:
+        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
+        u = by_key[placed.sample.key]
+        return CodeIndexRow(
+            key=u.key,
+            utterance_id=u.planned.utterance_id,
+            source=SOURCE,
+            unit=unit,
+            shard=placed.shard,
+            shard_sha256=placed.shard_sha256,
+            shard_bytes=placed.shard_bytes,
+            codes_offset=codes_offset,
+            codes_size=codes_size,
+            json_offset=json_offset,
+            json_size=json_size,
+            duration_s=u.duration_s,
+            n_codes=len(u.codes),
+            audio_shard=audio_by_key[u.key].shard,
+            tokenizer_sha256=TOKENIZER_SHA256,
+            tokenizer_is_demo=True,
+        )
+
+    overrides = pcm_sha256 or {}
+    placed = write_shards(
+        [_code_sample(u, overrides.get(u.key)) for u in utterances],
+        project.lake.codes_dir(TOKENIZER_SHA256, SOURCE, unit),
+        CODE_FIELD,
+        lake_root=project.lake.root,
+        index_row=row,
+        index_schema=CODE_INDEX_ARROW_SCHEMA,
+        sizes=sizes,
+    )
+    return [row(p) for p in placed]
 
 
 def build_tiny_lake(folder: Path) -> TinyLake:
-    """Shards for two units and the release `tiny-v1` over them."""
+    """Audio and code shards for two units and the release `tiny-v1` over them."""
     project = Project(folder, ProjectConfig())
-    lake_root = project.lake.root
     rng = np.random.default_rng(7)
     audio_by_id: dict[str, np.ndarray] = {}
-    samples: dict[str, ShardSample] = {}
-    by_unit: dict[str, list[ShardSample]] = {}
+    by_unit: dict[str, list[Utterance]] = {}
+    utterances: dict[str, Utterance] = {}
     for index, planned in enumerate(PLAN):
         if planned.duplicate_of:
             audio = audio_by_id[planned.duplicate_of]  # the same PCM: a true duplicate
@@ -136,25 +262,41 @@ def build_tiny_lake(folder: Path) -> TinyLake:
             audio = _audio(index, rng)
         audio_by_id[planned.utterance_id] = audio
         codes = rng.integers(0, 16384, max(1, round(len(audio) / RATE_HZ * 12.5)))
-        sample = _sample(planned, audio, codes.astype(np.uint16))
-        samples[sample.key] = sample
-        by_unit.setdefault(planned.unit, []).append(sample)
-    rows: dict[str, ShardIndexRow] = {}
-    for unit, unit_samples in by_unit.items():
-        written = write_shards(
-            unit_samples,
-            project.lake.shards_dir(SOURCE, unit),
-            LIMITS,
-            source=SOURCE,
-            unit=unit,
-            lake_root=lake_root,
+        utterance = Utterance(
+            planned,
+            shard_key(planned.utterance_id),
+            encode_flac16(audio),
+            codes.astype(np.uint16),
+            len(audio) / RATE_HZ,
+            pcm_sha256(audio),
         )
-        rows.update({row.key: row for row in written})
-    release = write_release(project, rows)
-    return TinyLake(project, samples, rows, release)
+        utterances[utterance.key] = utterance
+        by_unit.setdefault(planned.unit, []).append(utterance)
+    rows: dict[str, ShardIndexRow] = {}
+    code_rows: dict[str, CodeIndexRow] = {}
+    for unit, unit_utterances in by_unit.items():
+        audio_rows = write_audio(project, unit, unit_utterances)
+        rows.update((r.key, r) for r in audio_rows)
+        code_rows.update(
+            (r.key, r) for r in write_codes(project, unit, unit_utterances, audio_rows)
+        )
+    release = write_release(project, rows, code_rows)
+    return TinyLake(project, utterances, rows, code_rows, release)
 
 
-def write_release(project: Project, rows: dict[str, ShardIndexRow]) -> Release:
+def _release_shard(row: ShardIndexRow | CodeIndexRow) -> ReleaseShard:
+    return ReleaseShard(
+        shard=row.shard,
+        sha256=row.shard_sha256,
+        bytes=row.shard_bytes,
+        source=row.source,
+        unit=row.unit,
+    )
+
+
+def write_release(
+    project: Project, rows: dict[str, ShardIndexRow], code_rows: dict[str, CodeIndexRow]
+) -> Release:
     """`releases/tiny-v1/` by hand: release.json and utterances.parquet."""
     plan = {p.utterance_id: p for p in PLAN}
     ordered = sorted(rows.values(), key=lambda r: r.utterance_id)
@@ -163,6 +305,7 @@ def write_release(project: Project, rows: dict[str, ShardIndexRow]) -> Release:
             "utterance_id": r.utterance_id,
             "key": r.key,
             "shard": r.shard,
+            "codes_shard": code_rows[r.key].shard,
             "source": r.source,
             "language": "en",
             "speaker": plan[r.utterance_id].speaker,
@@ -172,12 +315,8 @@ def write_release(project: Project, rows: dict[str, ShardIndexRow]) -> Release:
         }
         for r in ordered
     ]
-    shards = {
-        r.shard: ReleaseShard(
-            shard=r.shard, sha256=r.shard_sha256, bytes=r.shard_bytes, source=r.source, unit=r.unit
-        )
-        for r in ordered
-    }
+    shards = {r.shard: _release_shard(r) for r in ordered}
+    code_shards = {r.shard: _release_shard(r) for r in code_rows.values()}
     kept = [u for u in utterances if u["split"] is not None]
     release = Release(
         name=RELEASE,
@@ -192,6 +331,7 @@ def write_release(project: Project, rows: dict[str, ShardIndexRow]) -> Release:
         tokenizer_is_demo=True,
         code_version="0.1.0+gtest",
         shards=sorted(shards.values(), key=lambda s: s.shard),
+        code_shards=sorted(code_shards.values(), key=lambda s: s.shard),
     )
     folder = project.lake.release_dir(RELEASE)
     write_parquet_atomic(
@@ -326,9 +466,9 @@ def test_vita_audio_and_code_caches_match_the_shards(tiny: TinyLake, tmp_path: P
     durations = []
     for utterance_id in sorted(WITH_TEXT):
         key = _key(utterance_id)
-        sample, row = tiny.samples[key], tiny.rows[key]
+        sample, row = tiny.utterances[key], tiny.rows[key]
         audio_path = out / "audio" / f"{key}.flac"
-        # the shard's FLAC bytes, unchanged
+        # the audio shard's FLAC bytes, unchanged
         assert audio_path.read_bytes() == sample.flac
         samples, rate = sf.read(audio_path, dtype="int16")
         assert rate == RATE_HZ and samples.ndim == 1
@@ -367,6 +507,10 @@ def test_export_json_records_the_lineage(tiny: TinyLake, tmp_path: Path) -> None
     assert record["export_code_version"]
     assert record["shards"] == [{"shard": s.shard, "sha256": s.sha256} for s in release.shards]
     assert len(record["shards"]) == len({r.shard for r in tiny.rows.values()}) >= 4
+    assert record["code_shards"] == [
+        {"shard": s.shard, "sha256": s.sha256} for s in release.code_shards
+    ]
+    assert len(record["code_shards"]) == len(record["shards"])
     assert record["counts"] == stats.counts()
     assert record["tasks"] == ["asr", "tts"]
     assert record["code_cache"]["path"] == "<audio path without extension>_glm4voice.json"
@@ -429,26 +573,48 @@ def test_out_dir_rules(tiny: TinyLake, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "empty"]
 
 
-def test_unknown_release_and_rewritten_shard(tmp_path: Path) -> None:
+def test_unknown_release_and_rewritten_shards(tmp_path: Path) -> None:
     lake = build_tiny_lake(tmp_path / "project")
     with pytest.raises(ReleaseError, match="no release 'nope'"):
         export_vita_jsonl(lake.project, "nope", tmp_path / "out")
 
-    # unit u1 is re-sharded after the release (one sample less): its shard sha256 changes
-    u1 = [s for s in lake.samples.values() if lake.rows[s.key].unit == "u1"]
-    write_shards(
-        u1[1:],
-        lake.project.lake.shards_dir(SOURCE, "u1"),
-        LIMITS,
-        source=SOURCE,
-        unit="u1",
-        lake_root=lake.project.lake.root,
-    )
-    with pytest.raises(ExportError, match=r"rewritten|no shard index"):
+    # unit u1's code shards are rewritten after the release (codes of other audio): the
+    # code shard sha256 changes, and the export refuses them
+    u1 = [u for u in lake.utterances.values() if lake.rows[u.key].unit == "u1"]
+    audio_rows = [r for r in lake.rows.values() if r.unit == "u1"]
+    audio_rows.sort(key=lambda r: r.key)
+    write_codes(lake.project, "u1", u1, audio_rows, {u1[0].key: "0" * 64})
+    with pytest.raises(ExportError, match=r"code shard .* rewritten after the release"):
         export_vita_jsonl(lake.project, RELEASE, tmp_path / "out")
-    with pytest.raises(ExportError, match=r"rewritten|no shard index"):
+    with pytest.raises(ExportError, match=r"code shard .* rewritten after the release"):
+        export_hf(lake.project, RELEASE, tmp_path / "out-hf", with_audio=False)
+
+    # the code shards back as released; then unit u1 is re-sharded after the release (one
+    # sample less): its audio shards change
+    write_codes(lake.project, "u1", u1, audio_rows)
+    write_audio(lake.project, "u1", u1[1:])
+    with pytest.raises(ExportError, match=r"audio shard .* rewritten|no audio shard index"):
         export_hf(lake.project, RELEASE, tmp_path / "out-hf")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+
+
+def test_codes_of_other_audio_are_refused(tmp_path: Path) -> None:
+    """A code shard the release recorded, but made from other audio than the audio shard
+    holds (e.g. a release made by hand from a stale pair): the join refuses it."""
+    lake = build_tiny_lake(tmp_path / "project")
+    u0 = sorted(
+        (u for u in lake.utterances.values() if lake.rows[u.key].unit == "u0"), key=lambda u: u.key
+    )
+    audio_rows = sorted((r for r in lake.rows.values() if r.unit == "u0"), key=lambda r: r.key)
+    stale = next(u for u in u0 if u.planned.text == "a plain sentence")
+    rows = write_codes(lake.project, "u0", u0, audio_rows, {stale.key: "0" * 64})
+    code_rows = {**lake.code_rows, **{r.key: r for r in rows}}
+    shutil.rmtree(lake.project.lake.release_dir(RELEASE))
+    write_release(lake.project, lake.rows, code_rows)  # the release records the stale codes
+    with pytest.raises(ExportError, match=rf"codes of {stale.key} were made from other audio"):
+        export_vita_jsonl(lake.project, RELEASE, tmp_path / "out")
+    # A codes-only export has no audio to compare with: it exports the codes as they are.
+    export_hf(lake.project, RELEASE, tmp_path / "codes-only", with_audio=False)
 
 
 # ---------------------------------------------------------------------------
@@ -489,11 +655,11 @@ def test_hf_export_loads_back(tiny: TinyLake, tmp_path: Path) -> None:
     plan = {p.utterance_id: p for p in PLAN}
     for split in loaded:
         for row in loaded[split]:
-            sample = tiny.samples[row["key"]]
-            assert row["utterance_id"] == sample.utterance_id
+            sample = tiny.utterances[row["key"]]
+            assert row["utterance_id"] == sample.planned.utterance_id
             assert row["codes"] == sample.codes.tolist()
-            assert row["text"] == plan[sample.utterance_id].text
-            assert row["speaker"] == plan[sample.utterance_id].speaker
+            assert row["text"] == plan[sample.planned.utterance_id].text
+            assert row["speaker"] == plan[sample.planned.utterance_id].speaker
             assert row["language"] == "en" and row["source"] == SOURCE
             assert row["duration_s"] == tiny.rows[row["key"]].duration_s
             decoded = row["audio"].get_all_samples()
@@ -504,10 +670,35 @@ def test_hf_export_loads_back(tiny: TinyLake, tmp_path: Path) -> None:
     # stored as the shard's FLAC bytes, not re-encoded
     raw = loaded["dev"].cast_column("audio", datasets.Audio(decode=False))
     for row in raw:
-        assert row["audio"]["bytes"] == tiny.samples[row["key"]].flac
+        assert row["audio"]["bytes"] == tiny.utterances[row["key"]].flac
         assert row["audio"]["path"] == f"{row['key']}.flac"
 
     record = json.loads((out / "export.json").read_text("utf-8"))
     assert record["format"] == "hf" and record["release"] == RELEASE
     assert record["counts"] == stats.counts()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # no cache or staging left
+
+
+def test_hf_codes_only_export_reads_code_shards_only(tmp_path: Path) -> None:
+    lake = build_tiny_lake(tmp_path / "project")
+    with_audio = datasets.load_from_disk(
+        str(export_hf(lake.project, RELEASE, tmp_path / "hf").out_dir)
+    )
+    audio_shards = sorted((lake.project.lake.root / s.shard) for s in lake.release.shards)
+    shutil.rmtree(lake.project.lake.root / "shards")  # every audio shard and audio index
+    assert not any(p.exists() for p in audio_shards)
+    with pytest.raises(ExportError, match="no audio shard index"):
+        export_hf(lake.project, RELEASE, tmp_path / "needs-audio")
+
+    out = tmp_path / "codes-only"
+    stats = export_hf(lake.project, RELEASE, out, with_audio=False)
+    loaded = datasets.load_from_disk(str(out))
+    assert "audio" not in loaded["train"].features
+    for split in loaded:
+        expected = with_audio[split].remove_columns("audio")
+        assert loaded[split].features == expected.features
+        assert loaded[split].to_list() == expected.to_list()
+    record = json.loads((out / "export.json").read_text("utf-8"))
+    assert record["with_audio"] is False and record["shards"] == []
+    assert len(record["code_shards"]) == len(lake.release.code_shards)
+    assert stats.n_exported == 7

@@ -1,5 +1,6 @@
-"""The release step's pure parts: `shards_intact` fails on any shard problem (listing at
-most 20), and an existing release matches a spec only with the same selection and split."""
+"""The release step's pure parts: `shards_intact` fails on any audio or code shard problem
+(listing at most 20), and an existing release matches a spec only with the same selection
+and split."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ def test_shards_intact_passes_without_problems() -> None:
 
 
 def test_shards_intact_fails_and_lists_at_most_twenty_problems() -> None:
-    problems = [f"release r1: shard shards/s/u/shard-{i:06d}.tar is missing" for i in range(30)]
+    problems = [
+        f"release r1: {kind} shard {folder}/s/u/{prefix}-{i:06d}.tar is missing"
+        for i in range(15)
+        for kind, folder, prefix in (("audio", "shards", "audio"), ("code", "codes/ab", "codes"))
+    ]
     outcome = check_shards_intact(problems)
     assert not outcome.passed and outcome.severity == "error"
     assert outcome.metadata["problems"] == problems[:MAX_PROBLEMS_SHOWN]
@@ -38,6 +43,7 @@ def _release(**fields: object) -> Release:
         "tokenizer_is_demo": True,
         "code_version": "test",
         "shards": [],
+        "code_shards": [],
     }
     values.update(fields)
     return Release.model_validate(values)

@@ -109,6 +109,8 @@ def test_eval_examples_are_deterministic(
     first = eval_examples(split, tokenizer, vocab, ["asr", "interleave"])
     again = eval_examples(split, tokenizer, vocab, ["asr", "interleave"])
     assert first == again
-    keys = sorted(tiny_release.expected_keys("dev"), key=lambda k: (str(split.shard_by_key[k]), k))
+    keys = sorted(
+        tiny_release.expected_keys("dev"), key=lambda k: (str(split.code_shard_by_key[k]), k)
+    )
     assert [(e.key, e.task) for e in first] == [(k, t) for k in keys for t in ("asr", "interleave")]
     assert set(TASKS) == {"asr", "tts", "interleave"}
