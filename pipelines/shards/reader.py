@@ -83,6 +83,18 @@ def read_members(lake_root: Path, rows: Iterable[IndexRow], member: Member) -> I
 
     Rows in index order (sorted by key, so grouped by shard) open every shard once.
     """
+    for (data,) in read_sample_members(lake_root, rows, (member,)):
+        yield data
+
+
+def read_sample_members(
+    lake_root: Path, rows: Iterable[IndexRow], members: tuple[Member, ...]
+) -> Iterator[tuple[bytes, ...]]:
+    """Several members of each row's sample (in `members` order) in one pass over the shards.
+
+    Each shard is opened once per run of rows; a sample's members are consecutive in
+    its tar, so reading them together is one forward walk through the file.
+    """
     open_shard: str | None = None
     handle: io.BufferedReader | None = None
     try:
@@ -92,15 +104,18 @@ def read_members(lake_root: Path, rows: Iterable[IndexRow], member: Member) -> I
                     handle.close()
                 handle = (lake_root / row.shard).open("rb")
                 open_shard = row.shard
-            offset, size = _member_range(row, member)
-            handle.seek(offset)
-            data = handle.read(size)
-            if len(data) != size:
-                raise ShardFormatError(
-                    f"{row.shard}: {member} of {row.key!r} needs {size} bytes at {offset}, "
-                    f"got {len(data)}"
-                )
-            yield data
+            payloads = []
+            for member in members:
+                offset, size = _member_range(row, member)
+                handle.seek(offset)
+                data = handle.read(size)
+                if len(data) != size:
+                    raise ShardFormatError(
+                        f"{row.shard}: {member} of {row.key!r} needs {size} bytes at {offset}, "
+                        f"got {len(data)}"
+                    )
+                payloads.append(data)
+            yield tuple(payloads)
     finally:
         if handle is not None:
             handle.close()

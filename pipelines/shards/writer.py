@@ -249,11 +249,7 @@ def _write_one_shard(
 
 def _existing_shard_names(out_dir: Path, prefix: str) -> set[str]:
     """Names of the `<prefix>-NNNNNN.tar` files in `out_dir`."""
-    return {
-        p.name
-        for p in out_dir.glob(f"{prefix}-*.tar")
-        if shard_number(p.name) is not None and p.name.startswith(f"{prefix}-")
-    }
+    return {p.name for p in out_dir.glob(f"{prefix}-*.tar") if shard_number(p.name) is not None}
 
 
 def write_shards(

@@ -47,7 +47,7 @@ from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.lake.paths import Lake
 from pipelines.lake.views import unit_manifest
 from pipelines.project import Project
-from pipelines.shards.reader import read_index, read_members
+from pipelines.shards.reader import read_index, read_sample_members
 from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
 from pipelines.steps.checks import CheckOutcome
 from quality.distribution import implausible_distribution
@@ -354,16 +354,14 @@ def write_audio_shards(
 
 def _kept_audio(project: Project, rows: list[ShardIndexRow]) -> list[AudioSample]:
     """Audio samples re-read from the unit's own audio shards (no decoding)."""
-    root = project.lake.root
-    flacs = read_members(root, rows, "flac")
-    metas = read_members(root, rows, "json")
+    payloads = read_sample_members(project.lake.root, rows, ("flac", "json"))
     return [
         AudioSample(
-            ShardSample(key=row.key, utterance_id=row.utterance_id, payloads=(flac, meta)),
+            ShardSample(key=row.key, utterance_id=row.utterance_id, payloads=members),
             row.duration_s,
             row.pcm_sha256,
         )
-        for row, flac, meta in zip(rows, flacs, metas, strict=True)
+        for row, members in zip(rows, payloads, strict=True)
     ]
 
 

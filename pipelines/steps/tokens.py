@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from pipelines.audio.pcm import decode_flac16
 from pipelines.project import Project
 from pipelines.runtime import limit_torch_threads
-from pipelines.shards.reader import read_code_index, read_index, read_members
+from pipelines.shards.reader import read_code_index, read_index, read_sample_members
 from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
 from pipelines.steps.checks import CheckOutcome
 from pipelines.tokenizer import ensure_checkpoint, project_tokenizer
@@ -166,11 +166,8 @@ def tokenize_unit(
         pending, pending_s = [], 0.0
 
     root = lake.root
-    for row, flac, meta_json in zip(
-        audio_rows,
-        read_members(root, audio_rows, "flac"),
-        read_members(root, audio_rows, "json"),
-        strict=True,
+    for row, (flac, meta_json) in zip(
+        audio_rows, read_sample_members(root, audio_rows, ("flac", "json")), strict=True
     ):
         # The codes are taken on exactly the audio the shard stores (16-bit FLAC).
         audio = decode_flac16(flac)
