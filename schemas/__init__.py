@@ -39,12 +39,15 @@ from schemas.shards import (
 from schemas.tokens import TokenizerConfig
 
 __all__ = [
+    "CODE_INDEX_ARROW_SCHEMA",
     "MANIFEST_ARROW_SCHEMA",
     "QUALITY_ARROW_SCHEMA",
     "RELEASE_UTTERANCE_ARROW_SCHEMA",
     "SHARD_INDEX_ARROW_SCHEMA",
-    "CODE_INDEX_ARROW_SCHEMA",
+    "AudioSampleMeta",
     "CharsPerSecondRange",
+    "CodeIndexRow",
+    "CodeSampleMeta",
     "InventoryItem",
     "ManifestRecord",
     "ProjectConfig",
@@ -57,9 +60,6 @@ __all__ = [
     "ReleaseUtterance",
     "ShardIndexRow",
     "ShardLimits",
-    "AudioSampleMeta",
-    "CodeIndexRow",
-    "CodeSampleMeta",
     "SourceConfig",
     "SourceKind",
     "SourceRules",

@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 DEMO_TOKENIZER_DIR = "models/glm4voice-demo"
 
 
