@@ -105,8 +105,15 @@ def ui(
     """Start the Dagster webserver (and daemon) for the project."""
     project = load(project_dir)
     from assets.instance import open_instance
-    from assets.services import service_env, write_ui_workspace
+    from assets.services import PortBusyError, check_port_free, service_env, write_ui_workspace
 
+    try:
+        # `dagster dev` logs "Serving" and stays up with its daemon when the webserver
+        # cannot bind, so a busy port is found here, before anything starts.
+        check_port_free(host, port)
+    except PortBusyError as error:
+        render.print_error(str(error))
+        raise typer.Exit(2) from None
     env = service_env(project, open_instance(project))
     workspace = write_ui_workspace(project)
     render.print_message(f"Dagster UI on http://{host}:{port} (project {project.directory})")

@@ -101,6 +101,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class PortBusyError(OSError):
+    """The address the webserver should serve on is taken; the message says which and why."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise PortBusyError unless a server could listen on `host:port` now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the webserver will: a port left in TIME_WAIT is free, one listened on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortBusyError(
+                f"cannot serve the UI on {host}:{port}: {error.strerror or error}; "
+                f"stop what uses it or pick another port, e.g. `voxlake ui --port {port + 1}`"
+            ) from None
+
+
 def write_workspace(path: Path, port: int) -> Path:
     """A `workspace.yaml` naming the code server on `port` as location `voxlake`."""
     workspace = {

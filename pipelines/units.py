@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipelines.id_set import CompactIdSet
 from pipelines.lake.atomic import write_bytes_atomic
@@ -61,8 +62,9 @@ def plan_units(
 
     Each prefix (unit family, e.g. a split) has its own open unit, so a corpus
     that interleaves splits still gets full units. Ids repeated within the
-    source are kept (so they are counted) but marked `duplicate_id`; the first
-    occurrence wins.
+    source are kept (so they are counted) but renamed `<id>#<n>` and marked
+    `duplicate_id`; the first occurrence wins. Names that are not valid UTF-8
+    are escaped and their items rejected (`invalid_file_name`).
     """
     plans: list[UnitPlan] = []
     counters: dict[str, int] = {}
@@ -89,13 +91,20 @@ def plan_units(
 
     for group in groups:
         prefix = _safe_prefix(group.prefix)
-        for item in group.items:
-            if not seen_ids.add(item.native_id) and item.problem is None:
-                item.problem = RejectReason.duplicate_id
-                item.problem_message = f"id {item.native_id!r} already appeared in this source"
+        rejected_here: set[int] = set()
+        for index, item in enumerate(group.items):
+            if _reject_undecodable_names(item):
+                rejected_here.add(index)
+            if not seen_ids.add(item.native_id):
+                _rename_duplicate(item, seen_ids)
+                rejected_here.add(index)
+        # An item rejected here is never decoded: it weighs nothing in its unit.
+        durations_s = [
+            0.0 if index in rejected_here else duration_s
+            for index, duration_s in enumerate(group.planning_durations_s())
+        ]
         # A splittable group (files or rows batched by the connector) is packed item by
         # item, so the limits hold for it too; any other group stays whole.
-        durations_s = group.planning_durations_s()
         if group.splittable:
             chunks = [([i], d) for i, d in zip(group.items, durations_s, strict=True)]
         else:
@@ -115,6 +124,86 @@ def plan_units(
     plans.sort(key=lambda p: p.unit)
     write_units_index(lake, source, plans)
     return plans
+
+
+def _reject_undecodable_names(item: InventoryItem) -> bool:
+    """Make an item whose strings are not valid Unicode storable, and reject it.
+
+    A file name that is not UTF-8 reaches Python as surrogate escapes, which no
+    UTF-8 writer (JSON, Parquet, the id set) accepts. Every such string is
+    written with the bad bytes as `\\xNN` escapes, so the item is still counted,
+    named and rejected on its own, and the rest of its source goes on.
+    """
+    bad_fields: list[str] = []
+    for name in _TEXT_FIELDS:
+        value = getattr(item, name)
+        if isinstance(value, str) and not _is_valid_unicode(value):
+            setattr(item, name, _escaped(value))
+            bad_fields.append(name)
+    if not _is_valid_unicode(json.dumps(item.extra, ensure_ascii=False, default=str)):
+        item.extra = _escaped_json(item.extra)
+        bad_fields.append("extra")
+    if not bad_fields:
+        return False
+    if item.problem is None:
+        item.problem = RejectReason.invalid_file_name
+        where = item.audio_path or item.native_id
+        item.problem_message = (
+            f"{where}: the name is not valid UTF-8 (bytes shown as \\xNN); "
+            "rename the file to read it"
+        )
+    elif item.problem_message is not None and not _is_valid_unicode(item.problem_message):
+        item.problem_message = _escaped(item.problem_message)
+    return True
+
+
+_TEXT_FIELDS = ("native_id", "audio_path", "audio_member", "text", "speaker", "origin")
+
+
+def _is_valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(text: str) -> str:
+    """`text` with surrogate-escaped bytes (undecodable names) as `\\xNN`."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _escaped_json(value: Any) -> Any:
+    """`value` (JSON-like) with every string, key or value, passed through `_escaped`."""
+    if isinstance(value, str):
+        return _escaped(value)
+    if isinstance(value, dict):
+        return {_escaped_json(k): _escaped_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_escaped_json(v) for v in value]
+    return value
+
+
+def _rename_duplicate(item: InventoryItem, seen_ids: CompactIdSet) -> None:
+    """A repeated id: the item gets the first free `<id>#<n>` and is rejected as a duplicate.
+
+    The first occurrence (in the connector's order) keeps the id; the repeat is
+    still an input, so it is counted and rejected on its own row, and the rest of
+    its unit goes on (a reused id would fail the unit's unique-id check).
+    """
+    original = item.native_id
+    number = 2
+    while not seen_ids.add(f"{original}#{number}"):
+        number += 1
+    item.native_id = f"{original}#{number}"
+    where = f"{item.origin}: " if item.origin else ""
+    message = f"{where}id {original!r} appeared earlier in this source; this repeat is #{number}"
+    if item.problem is None:
+        item.problem = RejectReason.duplicate_id
+        item.problem_message = message
+    else:
+        # Already wrong for another reason: keep that reason, say it is a repeat too.
+        item.problem_message = f"{item.problem_message} (and {message})"
 
 
 @dataclass

@@ -24,7 +24,7 @@ class RejectReason(enum.StrEnum):
     missing_transcript = "missing_transcript"  # audio without the transcript its corpus requires
     missing_metadata = "missing_metadata"  # audio without its metadata record (Emilia json)
     path_escape = "path_escape"  # a path resolves outside its root (../, absolute, symlink)
-    malformed_record = "malformed_record"  # a line/record that cannot be parsed
+    malformed_record = "malformed_record"  # a line/record that cannot be parsed, or wrong types
     invalid_text_encoding = "invalid_text_encoding"  # transcript bytes are not UTF-8
     unreadable_audio = "unreadable_audio"  # no decoder recognises the file
     empty_audio = "empty_audio"  # a valid header with zero samples
@@ -33,6 +33,9 @@ class RejectReason(enum.StrEnum):
     invalid_timing = "invalid_timing"  # end <= start, negative offsets, non-finite times
     duplicate_id = "duplicate_id"  # a second input with an id already seen in the source
     unsupported_format = "unsupported_format"  # a format this installation cannot read
+    invalid_file_name = "invalid_file_name"  # a file or member name that is not valid UTF-8
+    inconsistent_metadata = "inconsistent_metadata"  # two facts that contradict each other
+    duration_mismatch = "duration_mismatch"  # decoded length differs from the declared one
 
 
 class InventoryItem(BaseModel):
@@ -69,6 +72,9 @@ class InventoryItem(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
     problem: RejectReason | None = None
     problem_message: str | None = None
+    origin: str | None = Field(
+        None, description="where the metadata came from: 'file:line', 'tar member', ..."
+    )
 
 
 class UnitPlan(BaseModel):

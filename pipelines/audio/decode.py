@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pipelines.audio.ref import FFMPEG_ONLY_EXTENSIONS, libsndfile_error_text
+from pipelines.audio.headers import wav_truncation
+from pipelines.audio.ref import FFMPEG_ONLY_EXTENSIONS, is_empty, libsndfile_error_text
 
 # Codecs pad or trim a few milliseconds (Opus pre-skip, MP3 encoder delay, AAC priming),
 # so a segment may end this far past the decoded end, and a file may decode this much
@@ -92,6 +93,8 @@ def decode(source: Path | io.BytesIO, name: str) -> DecodedAudio:
     """
     if isinstance(source, io.BytesIO):
         source.seek(0)
+    if is_empty(source):
+        raise AudioDecodeError("unreadable_audio", f"{name}: the file is empty (0 bytes)")
     suffix = Path(name).suffix.lower()
     if suffix in FFMPEG_ONLY_EXTENSIONS:
         return _decode_ffmpeg(source, name, f"{suffix} is a format libsndfile cannot read")
@@ -115,18 +118,28 @@ def decode(source: Path | io.BytesIO, name: str) -> DecodedAudio:
                 "this MP3 has no Xing/Info/VBRI header, so libsndfile can only estimate "
                 "its length and would stop reading at the estimate",
             )
-        return _read_libsndfile(handle, name)
+        return _read_libsndfile(handle, name, source)
 
 
-def _read_libsndfile(handle: sf.SoundFile, name: str) -> DecodedAudio:
+def _read_libsndfile(
+    handle: sf.SoundFile, name: str, source: Path | io.BytesIO | None = None
+) -> DecodedAudio:
     frames = int(handle.frames)
     rate = int(handle.samplerate)
+    if handle.channels <= 0 or rate <= 0:
+        raise AudioDecodeError(
+            "unreadable_audio", f"{name}: the header states {handle.channels} channels at {rate} Hz"
+        )
     if frames <= 0:
         raise AudioDecodeError("empty_audio", f"{name}: the file holds no samples")
+    if source is not None and handle.format == "WAV":
+        cut_short = wav_truncation(source, name, frames, rate)
+        if cut_short is not None:
+            raise AudioDecodeError("truncated_audio", cut_short)
     try:
         # libsndfile never reads past the header's frame count, so this reads everything.
         samples = handle.read(frames, dtype="float32", always_2d=True)
-    except RuntimeError as error:  # FLAC "lost sync", mpg123 errors: the data ran out
+    except (RuntimeError, ValueError) as error:  # FLAC "lost sync", mpg123: the data ran out
         raise AudioDecodeError(
             "truncated_audio",
             f"{name}: the header promises {frames} frames ({frames / rate:.3f} s) but "

@@ -48,6 +48,8 @@ WAV_FIXED_FRAME_FORMATS = {1: "PCM", 3: "FLOAT", 6: "ALAW", 7: "ULAW"}
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 WAV_UNKNOWN_SIZE = 0xFFFFFFFF
 """A RIFF size streaming writers leave unset (RF64: "see the ds64 chunk")."""
+WAV_UNSET_SIZE = 0x7FFFFFFF
+"""The "unknown" data size some other streaming writers leave (sox, libsndfile to a pipe)."""
 
 
 def header_duration_s(path: str | os.PathLike[str]) -> float | None:
@@ -80,6 +82,56 @@ def read_header(path: str | os.PathLike[str]) -> AudioHeader | None:
         return None
     finally:
         os.close(fd)
+
+
+def wav_declared_frames(source: str | os.PathLike[str] | io.BytesIO) -> int | None:
+    """Frames a WAV file's `data` chunk header declares, before clamping to the file's size.
+
+    libsndfile counts the frames a short file really holds, so a WAV cut short
+    looks like a shorter clip; comparing the two finds the cut. None when the
+    file is not a fixed-frame WAV or its data size is left unset (streaming
+    writers leave 0xFFFFFFFF, some 0x7FFFFFFF: those declare nothing).
+    """
+    try:
+        if isinstance(source, io.BytesIO):
+            position = source.tell()
+            try:
+                source.seek(0)
+                return _wav_declared(source, len(source.getbuffer()))
+            finally:
+                source.seek(position)
+        with open(source, "rb", buffering=0) as file:
+            size_bytes = os.fstat(file.fileno()).st_size
+            return _wav_declared(file, size_bytes)
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
+def wav_truncation(
+    source: str | os.PathLike[str] | io.BytesIO, name: str, frames: int, sample_rate_hz: int
+) -> str | None:
+    """Why a WAV that decodes to `frames` is cut short, or None when it is whole (or not WAV).
+
+    More than one frame missing against the data chunk's declared size is a
+    truncated file: accepted as it reads, it would pass as a shorter clip with
+    the full transcript.
+    """
+    declared = wav_declared_frames(source)
+    if declared is None or declared - frames <= 1:
+        return None
+    return (
+        f"{name}: the WAV header declares {declared} frames "
+        f"({declared / sample_rate_hz:.3f} s) but the file holds {frames} "
+        f"({frames / sample_rate_hz:.3f} s)"
+    )
+
+
+def _wav_declared(handle: BinaryIO, size_bytes: int) -> int | None:
+    head = handle.read(HEAD_BYTES)
+    if not (len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+        return None
+    header = _wav(handle, head, size_bytes, declared=True)
+    return header.frames if header is not None else None
 
 
 def read_header_bytes(data: bytes) -> AudioHeader | None:
@@ -137,8 +189,14 @@ def _flac(handle: BinaryIO, head: bytes) -> AudioHeader | None:
     )
 
 
-def _wav(handle: BinaryIO, head: bytes, size_bytes: int) -> AudioHeader | None:
-    """Walk the RIFF chunks to `fmt ` and `data` (skipping LIST, fact, bext, JUNK, ...)."""
+def _wav(
+    handle: BinaryIO, head: bytes, size_bytes: int, declared: bool = False
+) -> AudioHeader | None:
+    """Walk the RIFF chunks to `fmt ` and `data` (skipping LIST, fact, bext, JUNK, ...).
+
+    `declared=True` counts the frames the data chunk header states, even past
+    the end of the file, and gives None when it states no size.
+    """
     fmt: tuple[int, int, int, int] | None = None  # format tag, channels, rate, block align
     ds64_data_bytes: int | None = None
     offset = 12
@@ -161,11 +219,16 @@ def _wav(handle: BinaryIO, head: bytes, size_bytes: int) -> AudioHeader | None:
             if fmt is None:
                 return None  # data before fmt: legal but rare; not worth more reads
             format_tag, channels, sample_rate_hz, block_align = fmt
-            if chunk_bytes == WAV_UNKNOWN_SIZE:
-                chunk_bytes = ds64_data_bytes if ds64_data_bytes is not None else size_bytes
-            # A file cut short holds fewer frames than its header says; libsndfile
-            # counts what is there, and so does this.
-            data_bytes = max(0, min(chunk_bytes, size_bytes - body))
+            if declared:
+                if chunk_bytes in (WAV_UNKNOWN_SIZE, WAV_UNSET_SIZE) or chunk_bytes == 0:
+                    return None
+                data_bytes = chunk_bytes
+            else:
+                if chunk_bytes == WAV_UNKNOWN_SIZE:
+                    chunk_bytes = ds64_data_bytes if ds64_data_bytes is not None else size_bytes
+                # A file cut short holds fewer frames than its header says; libsndfile
+                # counts what is there, and so does this.
+                data_bytes = max(0, min(chunk_bytes, size_bytes - body))
             return AudioHeader(
                 frames=data_bytes // block_align,
                 sample_rate_hz=sample_rate_hz,

@@ -13,6 +13,7 @@ import functools
 import io
 import os
 import re
+import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,17 +26,25 @@ import soundfile as sf
 # Formats libsndfile cannot read; they need FFmpeg (through torchcodec), if installed.
 FFMPEG_ONLY_EXTENSIONS = {".m4a", ".aac", ".mp4", ".wma", ".webm"}
 
-_OBJECT_ADDRESS = re.compile(r" object at 0x[0-9a-fA-F]+>")
+# "Error opening <_io.BytesIO object at 0x7f...>: " or "Error opening '/abs/path': ".
+_OPENING_PREFIX = re.compile(r"^Error opening (<[^>]*>|'[^']*'|\S+): ")
+# What libsndfile says when it finds no header it knows in a regular file (an MP3 that
+# is only an ID3 tag, random bytes): it reads as if the file were missing.
+_NO_FORMAT_TEXT = "File does not exist or is not a regular file (possibly a pipe?)."
 
 
 def libsndfile_error_text(error: Exception) -> str:
-    """libsndfile's message without the in-memory file object's address.
+    """libsndfile's reason, without its "Error opening <file>:" prefix.
 
-    For audio read from memory (tar members, Arrow cells) libsndfile names the
-    `BytesIO` by its repr, whose address changes on every run; dropping it keeps
-    the rejection message, and so the manifest, the same from run to run.
+    The caller names the file itself. libsndfile names in-memory audio (tar
+    members, Arrow cells) by the `BytesIO`'s repr, whose address changes on every
+    run, and it calls a regular file holding no audio it knows "does not exist";
+    callers only pass files they have opened, so that is said as what it is.
     """
-    return _OBJECT_ADDRESS.sub(" object>", str(error))
+    text = _OPENING_PREFIX.sub("", str(error).strip())
+    if text == _NO_FORMAT_TEXT:
+        return "no audio stream in a format libsndfile knows"
+    return text
 
 
 class AudioRefError(Exception):
@@ -92,18 +101,54 @@ class AudioHeader:
         return self.frames / self.sample_rate_hz
 
 
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+def _open_tar(path: Path) -> tuple[tarfile.TarFile, dict[str, tarfile.TarInfo], str | None]:
+    """A tar, its regular-file members by name, and why the listing stopped early (or None).
+
+    A tar cut short still serves the members before the cut: each utterance
+    whose member is lost is rejected on its own, and the others go on.
+    """
+    try:
+        tar = tarfile.open(path, "r:*")
+    except (tarfile.TarError, OSError) as error:
+        raise AudioRefError(
+            "unreadable_audio", f"{path.name} is not a readable tar ({error})"
+        ) from error
+    members: dict[str, tarfile.TarInfo] = {}
+    broken: str | None = None
+    try:
+        for info in tar:
+            if info.isfile():
+                members[info.name] = info
+    except (tarfile.TarError, OSError, EOFError) as error:
+        broken = str(error) or type(error).__name__
+    return tar, members, broken
+
+
 class AudioOpener:
     """Opens utterance audio under one source root, caching containers for one unit."""
 
     def __init__(self, root: Path, allowed_roots: tuple[Path, ...] = ()) -> None:
         self.root = root
         self.allowed_roots = allowed_roots
-        self._tars: dict[Path, tuple[tarfile.TarFile, dict[str, tarfile.TarInfo]]] = {}
+        self._tars: dict[Path, tuple[tarfile.TarFile, dict[str, tarfile.TarInfo], str | None]] = {}
         self._tables: dict[tuple[Path, str], pa.ChunkedArray] = {}
 
     def close(self) -> None:
         """Close every cached container."""
-        for tar, _ in self._tars.values():
+        for tar, _, _ in self._tars.values():
             tar.close()
         self._tars.clear()
         self._tables.clear()
@@ -117,8 +162,21 @@ class AudioOpener:
     def path(self, audio_path: str) -> Path:
         """The resolved, existing file for `audio_path` (AudioRefError otherwise)."""
         resolved = resolve_under(self.root, audio_path, self.allowed_roots)
-        if not resolved.is_file():
-            raise AudioRefError("missing_audio", f"audio file {audio_path!r} does not exist")
+        try:
+            mode = resolved.stat().st_mode
+        except FileNotFoundError:
+            raise AudioRefError(
+                "missing_audio", f"audio file {audio_path!r} does not exist"
+            ) from None
+        except OSError as error:
+            raise AudioRefError(
+                "unreadable_audio", f"audio file {audio_path!r} cannot be read ({error.strerror})"
+            ) from None
+        if not stat.S_ISREG(mode):
+            raise AudioRefError(
+                "unreadable_audio",
+                f"audio file {audio_path!r} is {_file_kind(mode)}, not a regular file",
+            )
         return resolved
 
     def open(self, audio_path: str, audio_member: str | None) -> Path | io.BytesIO:
@@ -138,16 +196,30 @@ class AudioOpener:
         if not safe_member_name(member):
             raise AudioRefError("path_escape", f"tar member name {member!r} is not a safe name")
         if path not in self._tars:
-            tar = tarfile.open(path, "r:*")
-            self._tars[path] = (tar, {m.name: m for m in tar.getmembers() if m.isfile()})
-        tar, members = self._tars[path]
+            self._tars[path] = _open_tar(path)
+        tar, members, broken = self._tars[path]
         info = members.get(member)
+        if info is None and broken is not None:
+            raise AudioRefError(
+                "truncated_audio", f"{path.name} breaks off before member {member!r} ({broken})"
+            )
         if info is None:
             raise AudioRefError("missing_audio", f"no member {member!r} in {path.name}")
         handle = tar.extractfile(info)
         if handle is None:
             raise AudioRefError("missing_audio", f"member {member!r} of {path.name} is not a file")
-        return handle.read()
+        try:
+            data = handle.read()
+        except (tarfile.TarError, OSError) as error:
+            raise AudioRefError(
+                "truncated_audio", f"member {member!r} of {path.name} cannot be read ({error})"
+            ) from error
+        if len(data) < info.size:
+            raise AudioRefError(
+                "truncated_audio",
+                f"member {member!r} of {path.name} holds {len(data)} of its {info.size} bytes",
+            )
+        return data
 
     def _table_cell(self, path: Path, member: str) -> bytes:
         column, _, row_text = member.rpartition("@")
@@ -173,6 +245,16 @@ class AudioOpener:
         return bytes(cell)
 
 
+def is_empty(source: Path | io.BytesIO) -> bool:
+    """True for a zero-byte file or member (libsndfile would only say "format not recognised")."""
+    if isinstance(source, io.BytesIO):
+        return len(source.getbuffer()) == 0
+    try:
+        return source.stat().st_size == 0
+    except OSError:
+        return False
+
+
 def probe_header(source: Path | io.BytesIO, name: str) -> AudioHeader:
     """Read an audio header and prove the end of the stream is readable.
 
@@ -181,6 +263,8 @@ def probe_header(source: Path | io.BytesIO, name: str) -> AudioHeader:
     cheapest way to find out without decoding everything.
     """
     suffix = Path(name).suffix.lower()
+    if is_empty(source):
+        raise AudioRefError("unreadable_audio", f"{name}: the file is empty (0 bytes)")
     try:
         handle = sf.SoundFile(source)
     except sf.LibsndfileError as error:
@@ -200,13 +284,20 @@ def probe_header(source: Path | io.BytesIO, name: str) -> AudioHeader:
             channels=int(handle.channels),
             format=f"{handle.format}/{handle.subtype}",
         )
+        if header.channels <= 0 or header.sample_rate_hz <= 0:
+            raise AudioRefError(
+                "unreadable_audio",
+                f"{name}: the header states {header.channels} channels at "
+                f"{header.sample_rate_hz} Hz",
+            )
         if header.frames <= 0:
             raise AudioRefError("empty_audio", f"{name}: the file holds no samples")
         tail_frames = min(header.frames, 4096)
         try:
             handle.seek(header.frames - tail_frames)
             got = handle.read(tail_frames, dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as error:
+        except (sf.LibsndfileError, RuntimeError, ValueError) as error:
+            # ValueError: soundfile's own arithmetic on a nonsensical header.
             raise AudioRefError(
                 "truncated_audio",
                 f"{name}: header promises {header.frames} frames but the "

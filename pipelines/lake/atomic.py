@@ -10,6 +10,7 @@ over. When the new bytes equal the file already there, the file is left alone
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import tempfile
@@ -24,17 +25,49 @@ from schemas.hashing import file_sha256
 TMP_SUFFIX = ".tmp"
 
 
+# Errors of the write itself (not of what the caller read while writing): re-raised naming
+# the file, since "No space left on device" alone does not say where.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+class LakeWriteError(OSError):
+    """Writing a lake file failed (disk full, read-only, ...); the message names the file."""
+
+
+def _process_umask() -> int:
+    # os.umask can only be read by setting it; done once, before any writer thread runs.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+FILE_MODE = 0o666 & ~_UMASK
+"""Mode of every lake file: what `open()` would give under the process umask.
+
+`mkstemp` creates its file 0600 whatever the umask, so without a chmod a team
+sharing the lake (or a reader in another account) could not open the shards.
+"""
+
+
 @contextlib.contextmanager
 def atomic_write(path: Path) -> Iterator[io.BufferedWriter]:
     """Open a temporary file next to `path`; rename it onto `path` when the block succeeds.
 
-    On any exception the temporary file is removed and `path` is untouched.
+    On any exception the temporary file is removed and `path` is untouched; an
+    OSError (a full disk, a read-only lake) comes back as LakeWriteError naming `path`.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent
+        )
+    except OSError as error:
+        raise _naming(error, path) from error
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -42,9 +75,21 @@ def atomic_write(path: Path) -> Iterator[io.BufferedWriter]:
             tmp.unlink()
             return
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        if (
+            isinstance(error, OSError)
+            and not isinstance(error, LakeWriteError)
+            and error.errno in WRITE_ERRNOS
+        ):
+            raise _naming(error, path) from error
         raise
+
+
+def _naming(error: OSError, path: Path) -> LakeWriteError:
+    """`error` as a LakeWriteError whose message says which file could not be written."""
+    reason = error.strerror or str(error)
+    return LakeWriteError(error.errno, f"cannot write {path}: {reason}")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

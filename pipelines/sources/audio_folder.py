@@ -102,6 +102,7 @@ def _item(root: Path, entry: _Entry, options: AudioFolderOptions) -> InventoryIt
         "language": options.language.lower() if options.language else None,
         "text_required": options.require_text,
         "extra": {"transcript_path": entry.transcript} if entry.transcript else {},
+        "origin": entry.audio or entry.transcript,
     }
     text: str | None = None
     if entry.transcript is not None:

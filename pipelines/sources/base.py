@@ -18,7 +18,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipelines.audio.headers import header_duration_s
 from schemas import InventoryItem, RejectReason
@@ -144,13 +144,79 @@ def rejected_item(
     return InventoryItem(native_id=native_id, problem=reason, problem_message=message, **fields)
 
 
+def type_name(value: object) -> str:
+    """A JSON-ish name of a value's type, for messages: 'a string', 'a list', 'null', ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def field_type_problems(
+    record: dict[str, Any], expected: dict[str, tuple[str, bool]]
+) -> list[str]:
+    """What is wrong with the types of `record`'s fields, one phrase per field.
+
+    `expected` maps a field to `(kind, required)`, kind one of "string", "number"
+    (not a boolean) and "list". A missing optional field or an optional null is
+    fine; a missing required one, or any field of another type, is a problem.
+    """
+    problems: list[str] = []
+    for name, (kind, required) in expected.items():
+        if name not in record or record[name] is None:
+            if required:
+                problems.append(f"no {name!r}")
+            continue
+        value = record[name]
+        ok = {
+            "string": isinstance(value, str),
+            "number": isinstance(value, int | float) and not isinstance(value, bool),
+            "list": isinstance(value, list),
+        }[kind]
+        if not ok:
+            problems.append(f"{name!r} is {type_name(value)}, not a {kind}")
+    return problems
+
+
+class NotRegularFileError(OSError):
+    """A metadata file is a FIFO, a device or a folder: reading it could block forever."""
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open `path` for reading in binary mode, refusing anything but a regular file.
+
+    Opened non-blocking and checked before the first read, so a FIFO named like a
+    transcript cannot stall an inventory; raises NotRegularFileError naming it.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+            raise NotRegularFileError(f"{path} is {kind}; only regular files are read")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_text_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
     """Yield `(line_no, text, error)` for each line of a text file (1-based line numbers).
 
     Lines are decoded one by one, so a single non-UTF-8 line becomes an error for
     that line (`text` None) instead of failing the whole file.
     """
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
             try:
                 text = raw.decode("utf-8")
@@ -163,6 +229,11 @@ def read_text_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
 def read_text_file(path: Path) -> tuple[str | None, str | None]:
     """Read a whole transcript file as UTF-8: `(text, None)` or `(None, error)`."""
     try:
-        return path.read_bytes().decode("utf-8").strip(), None
+        with open_regular(path) as handle:
+            data = handle.read()
+    except OSError as error:
+        return None, f"{path.name} cannot be read ({getattr(error, 'strerror', None) or error})"
+    try:
+        return data.decode("utf-8").strip(), None
     except UnicodeDecodeError as error:
         return None, f"{path.name} is not valid UTF-8 ({error.reason} at byte {error.start})"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.audio.ref import safe_member_name
-from pipelines.sources.base import ItemGroup, rejected_item
+from pipelines.sources.base import ItemGroup, field_type_problems, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import EmiliaOptions
 
@@ -26,6 +26,15 @@ AUDIO_EXTENSIONS = frozenset({"mp3", "wav", "flac", "ogg", "opus"})
 METADATA_EXTENSION = "json"
 # Emilia's JSON members are a few hundred bytes; a bigger one is not metadata and is not read.
 METADATA_MAX_BYTES = 1 << 20
+# The fields of a sample's JSON that voxlake reads: (type, required). Anything else is kept
+# out of the way; a field of the wrong type rejects the sample instead of becoming NULL.
+METADATA_FIELDS = {
+    "text": ("string", True),
+    "speaker": ("string", False),
+    "language": ("string", False),
+    "duration": ("number", False),
+    "dnsmos": ("number", False),
+}
 
 
 @dataclass
@@ -93,6 +102,8 @@ def _sample_item(
         "audio_path": tar_rel,
         "audio_member": sample.audio_member,
         "extra": {"collection": collection},
+        "text_required": True,
+        "origin": f"{tar_rel} {sample.metadata_member or sample.audio_member}",
     }
     metadata, error = (None, "absent")
     if sample.metadata is not None:
@@ -112,6 +123,12 @@ def _sample_item(
         return rejected_item(
             key, RejectReason.malformed_record, f"{tar_rel}: {sample.metadata_member} is {error}",
             **fields,
+        )
+    type_problems = field_type_problems(metadata, METADATA_FIELDS)
+    if type_problems:
+        return rejected_item(
+            key, RejectReason.malformed_record,
+            f"{tar_rel}: {sample.metadata_member}: {', '.join(type_problems)}", **fields,
         )
     if sample.audio_member is None:
         return rejected_item(
@@ -154,7 +171,7 @@ def _tar_items(root: Path, tar_path: Path, collection: str, language: str) -> li
         items.append(
             rejected_item(
                 f"{tar_rel}:unreadable", RejectReason.malformed_record, error,
-                audio_path=tar_rel, extra={"collection": collection},
+                audio_path=tar_rel, extra={"collection": collection}, origin=tar_rel,
             )
         )
     items.sort(key=lambda i: i.native_id)

@@ -25,14 +25,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from pipelines.sources.base import ItemGroup, rejected_item
+from pipelines.sources.base import ItemGroup, open_regular, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import HFDatasetOptions
 
@@ -55,7 +55,8 @@ class _DataFile:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as handle:
+            return json.loads(handle.read().decode("utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read Hugging Face dataset metadata {path}: {error}") from error
 
@@ -123,8 +124,15 @@ def _audio_struct_fields(schema: pa.Schema, column: str, file: Path) -> list[str
 
 def _batches(file: Path, audio_column: str) -> Iterator[pa.RecordBatch]:
     """Record batches with the audio struct reduced to `has_audio` and `audio_file` columns."""
+    # Opened here, not by Arrow: a FIFO named like a data file is refused instead of
+    # blocking, and a name that is not UTF-8 opens (its rows are rejected by name later).
+    with open_regular(file) as handle:
+        yield from _handle_batches(file, handle, audio_column)
+
+
+def _handle_batches(file: Path, handle: BinaryIO, audio_column: str) -> Iterator[pa.RecordBatch]:
     if file.suffix == ".parquet":
-        parquet = pq.ParquetFile(file)
+        parquet = pq.ParquetFile(handle)
         fields = _audio_struct_fields(parquet.schema_arrow, audio_column, file)
         others = _plain_columns(parquet.schema_arrow, audio_column)
         # Struct nullness is kept in every leaf, so reading `path` alone says which rows
@@ -136,7 +144,7 @@ def _batches(file: Path, audio_column: str) -> Iterator[pa.RecordBatch]:
             audio = batch.column(audio_column)
             yield _reduce(batch, audio_column, pc.invert(audio.is_null()), audio, leaf == "path")
         return
-    with pa.memory_map(str(file)) as source:
+    with pa.PythonFile(handle, mode="r") as source:
         reader = ipc.open_stream(source)
         fields = _audio_struct_fields(reader.schema, audio_column, file)
         for batch in reader:
@@ -217,6 +225,7 @@ def _file_items(
                 "language": language.lower() if language else None,
                 "split": data.split,
                 "extra": extra,
+                "origin": f"{audio_path} row {row}",
             }
             row += 1
             if not has_audio:
@@ -235,8 +244,21 @@ def inventory(path: Path, options: HFDatasetOptions) -> Iterator[ItemGroup]:
     for data in _data_files(path, options):
         first_row = split_rows.get(data.split, 0)
         group = ItemGroup(prefix=data.split or NO_SPLIT_PREFIX)
-        group.items.extend(
-            _file_items(root, data, first_row, options, data.path.suffix == ".parquet")
-        )
+        rows = _file_items(root, data, first_row, options, data.path.suffix == ".parquet")
+        try:
+            for item in rows:
+                group.items.append(item)
+        except (OSError, pa.ArrowException) as error:
+            # A data file that is cut short or corrupt: the rows read before the break
+            # stay; one item stands for the rest of the file, so the loss is counted.
+            file_rel = data.path.relative_to(root).as_posix()
+            group.items.append(
+                rejected_item(
+                    f"{data.split or NO_SPLIT_PREFIX}/{data.path.name}:unreadable",
+                    RejectReason.malformed_record,
+                    f"{file_rel} cannot be read past row {len(group.items)} ({error})",
+                    audio_path=file_rel, split=data.split, origin=file_rel,
+                )
+            )
         split_rows[data.split] = first_row + len(group.items)
         yield group

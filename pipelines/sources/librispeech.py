@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipelines.sources.base import ItemGroup, read_header_durations, rejected_item
+from pipelines.sources.base import ItemGroup, open_regular, read_header_durations, rejected_item
 from schemas import InventoryItem, RejectReason
 from schemas.sources import LibriSpeechOptions
 
@@ -93,7 +93,7 @@ def _transcript_lines(path: Path) -> Iterator[tuple[int, str, str | None, str | 
     The id is taken from the raw bytes (ids are ASCII), so a line whose text is
     not UTF-8 still names its utterance; `text` is None and `error` says why.
     """
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
             raw = raw.rstrip(b"\r\n")
             if not raw.strip():
@@ -112,11 +112,31 @@ def _transcript_lines(path: Path) -> Iterator[tuple[int, str, str | None, str | 
             yield line_no, utt_id, text, None
 
 
+def folder_contradiction(utt_id: str, speaker: str, chapter: str) -> str | None:
+    """What an id `<speaker>-<chapter>-<NNNN>` says against its folders, or None if it agrees.
+
+    The speaker of an utterance is its folder's; an id that names another
+    speaker or chapter means the files were moved, and trusting either one
+    would put a speaker on both sides of a speaker-disjoint split.
+    """
+    parts = utt_id.split("-")
+    if len(parts) != 3:
+        return None  # not the LibriSpeech id form: nothing to compare
+    id_speaker, id_chapter = parts[0], parts[1]
+    if (id_speaker, id_chapter) == (speaker, chapter):
+        return None
+    return (
+        f"id {utt_id!r} names speaker {id_speaker} and chapter {id_chapter}, "
+        f"but it is in the folder of speaker {speaker}, chapter {chapter}"
+    )
+
+
 def _chapter_items(
     split: str, chapter_dir: Path, base_fields: dict[str, Any]
 ) -> list[InventoryItem]:
     """The chapter's items: transcript lines matched to FLAC files by id, leftovers included."""
     speaker = chapter_dir.parent.name
+    chapter = chapter_dir.name
     rel_dir = f"{split}/{speaker}/{chapter_dir.name}"
     audio = {
         p.name[: -len(AUDIO_SUFFIX)]: p.name
@@ -127,9 +147,39 @@ def _chapter_items(
     transcribed: set[str] = set()
     for trans in sorted(chapter_dir.glob(f"*{TRANSCRIPT_SUFFIX}")):
         trans_stem = trans.name[: -len(".txt")]
-        for line_no, utt_id, text, error in _transcript_lines(trans):
-            fields = dict(base_fields, audio_path=f"{rel_dir}/{utt_id}{AUDIO_SUFFIX}")
-            if error is not None:
+        try:
+            lines = list(_transcript_lines(trans))
+        except OSError as error:
+            # The lines cannot be counted, but the loss is: one item stands for the file,
+            # and its chapter's audio files become `missing_transcript` items below.
+            items.append(
+                rejected_item(
+                    f"{trans_stem}:unreadable",
+                    RejectReason.malformed_record,
+                    f"{rel_dir}/{trans.name} cannot be read ({error})",
+                    **dict(base_fields, origin=f"{rel_dir}/{trans.name}"),
+                )
+            )
+            continue
+        for line_no, utt_id, text, error in lines:
+            origin = f"{rel_dir}/{trans.name}:{line_no}"
+            fields = dict(
+                base_fields, audio_path=f"{rel_dir}/{utt_id}{AUDIO_SUFFIX}", origin=origin
+            )
+            contradiction = folder_contradiction(utt_id, speaker, chapter)
+            if contradiction is not None and text:
+                transcribed.add(utt_id)
+                items.append(
+                    rejected_item(
+                        utt_id,
+                        RejectReason.inconsistent_metadata,
+                        f"{origin}: {contradiction}",
+                        text=text,
+                        text_required=True,
+                        **fields,
+                    )
+                )
+            elif error is not None:
                 transcribed.add(utt_id)
                 items.append(
                     rejected_item(utt_id, RejectReason.invalid_text_encoding, error, **fields)
@@ -141,8 +191,8 @@ def _chapter_items(
                     rejected_item(
                         f"{trans_stem}:L{line_no}",
                         RejectReason.malformed_record,
-                        f"{trans.name}:{line_no}: {utt_id!r} has no transcript text",
-                        **dict(base_fields, audio_path=None),
+                        f"{origin}: {utt_id!r} has no transcript text",
+                        **dict(fields, audio_path=None),
                     )
                 )
             else:
@@ -153,15 +203,21 @@ def _chapter_items(
     for utt_id in sorted(set(audio) - transcribed):
         # Text is required for LibriSpeech: the manifest step rejects these as
         # `missing_transcript` after the path checks.
-        items.append(
-            InventoryItem(
-                native_id=utt_id,
-                audio_path=f"{rel_dir}/{audio[utt_id]}",
-                text=None,
-                text_required=True,
-                **base_fields,
+        audio_path = f"{rel_dir}/{audio[utt_id]}"
+        fields = dict(base_fields, audio_path=audio_path, origin=audio_path)
+        contradiction = folder_contradiction(utt_id, speaker, chapter)
+        if contradiction is not None:
+            items.append(
+                rejected_item(
+                    utt_id,
+                    RejectReason.inconsistent_metadata,
+                    f"{audio_path}: {contradiction}",
+                    text_required=True,
+                    **fields,
+                )
             )
-        )
+            continue
+        items.append(InventoryItem(native_id=utt_id, text=None, text_required=True, **fields))
     items.sort(key=lambda i: i.native_id)
     return items
 

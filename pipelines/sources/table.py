@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.sources.base import ItemGroup, read_header_durations, rejected_item, source_root
+from pipelines.sources.base import (
+    ItemGroup,
+    open_regular,
+    read_header_durations,
+    rejected_item,
+    source_root,
+    type_name,
+)
 from schemas import InventoryItem, RejectReason
 from schemas.sources import TableOptions
 
@@ -43,7 +50,7 @@ class _Row:
 
 def _decoded_lines(path: Path) -> Iterator[str]:
     """The file's lines; bytes that are not UTF-8 survive as surrogates, to be found per row."""
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
             if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]  # a byte-order mark written by spreadsheet software
@@ -152,14 +159,37 @@ def _seconds(values: dict[str, Any], column: str) -> float | None:
         raise ValueError(f"{column} = {value!r} is not a number of seconds") from None
 
 
+def _type_problems(values: dict[str, Any], options: TableOptions) -> list[str]:
+    """Cells of a JSONL row whose type cannot be what the column means.
+
+    Paths, transcripts and languages are text; an id or a speaker may also be
+    an integer (speaker 103). A CSV cell is always text, so this only finds
+    JSONL mistakes (a list where the transcript belongs), which would otherwise
+    be written out as JSON text and accepted.
+    """
+    problems: list[str] = []
+    for column in (options.path_column, options.text_column, options.language_column):
+        value = values.get(column)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{column!r} is {type_name(value)}, not a string")
+    for column in (options.id_column, options.speaker_column):
+        value = values.get(column)
+        if value is not None and not isinstance(value, str) and (
+            isinstance(value, bool) or not isinstance(value, int)
+        ):
+            problems.append(f"{column!r} is {type_name(value)}, not a string or an integer")
+    return problems
+
+
 def _item(row: _Row, options: TableOptions, source_name: str) -> InventoryItem:
     """The inventory item of one parsed row."""
     values = row.values or {}
     native_id = _cell(values, options.id_column) or f"L{row.line}"
+    origin = f"{source_name}:{row.line}"
     if row.values is None:
         return rejected_item(native_id, row.problem or RejectReason.malformed_record,
                              row.message or f"{source_name}:{row.line} cannot be parsed",
-                             extra={"line": row.line})
+                             extra={"line": row.line}, origin=origin)
     known = {options.path_column, options.id_column, options.text_column, options.speaker_column,
              options.language_column, options.start_column, options.end_column}
     extra: dict[str, Any] = {"line": row.line}
@@ -172,7 +202,14 @@ def _item(row: _Row, options: TableOptions, source_name: str) -> InventoryItem:
         "speaker": _cell(values, options.speaker_column),
         "language": language.lower() if language else None,
         "extra": extra,
+        "origin": origin,
     }
+    type_problems = _type_problems(values, options)
+    if type_problems:
+        return rejected_item(native_id, RejectReason.malformed_record,
+                             f"{origin}: {', '.join(type_problems)}",
+                             **dict(fields, text=None, speaker=None, audio_path=None,
+                                    language=None))
     if fields["audio_path"] is None:
         return rejected_item(native_id, RejectReason.malformed_record,
                              f"{source_name}:{row.line} has no {options.path_column!r} value",

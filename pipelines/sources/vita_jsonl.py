@@ -79,7 +79,10 @@ def _parse(text: str) -> tuple[list[_Message], list[str]]:
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
             raise _MalformedLine(f"message {index} has no text 'content'")
-        parsed.append(_Message(role=str(message.get("role", "")), content=message["content"]))
+        role = message.get("role", "")
+        if not isinstance(role, str):
+            raise _MalformedLine(f"message {index}: 'role' is not a string")
+        parsed.append(_Message(role=role, content=message["content"]))
     n_tags = sum(m.n_audio for m in parsed)
     if n_tags != len(audios):
         raise _MalformedLine(f"{n_tags} {AUDIO_TAG} tags but {len(audios)} audios")
@@ -152,15 +155,16 @@ def _line_items(
 ) -> list[InventoryItem]:
     """The items of one JSONL line: one per audio, or one rejected item for the line."""
     line_id = f"L{line_no}"
+    origin = f"{file_name}:{line_no}"
     if text is None:
         return [rejected_item(line_id, RejectReason.invalid_text_encoding,
-                              error or f"{file_name}:{line_no} is not UTF-8",
-                              extra={"line": line_no})]
+                              error or f"{origin} is not UTF-8",
+                              extra={"line": line_no}, origin=origin)]
     try:
         messages, audios = _parse(text)
     except _MalformedLine as problem:
         return [rejected_item(line_id, RejectReason.malformed_record,
-                              f"{file_name}:{line_no}: {problem}", extra={"line": line_no})]
+                              f"{origin}: {problem}", extra={"line": line_no}, origin=origin)]
     items = []
     for k, (audio, ref) in enumerate(zip(audios, _audio_refs(messages), strict=True)):
         utterance_text, task = _text_and_task(messages, ref)
@@ -176,6 +180,7 @@ def _line_items(
             text=utterance_text,
             language=language,
             extra=extra,
+            origin=origin,
         ))
     return items
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import ijson
 
-from pipelines.sources.base import ItemGroup, rejected_item
+from pipelines.sources.base import ItemGroup, rejected_item, type_name
 from schemas import InventoryItem, RejectReason
 from schemas.sources import WenetSpeechOptions
 
@@ -84,15 +84,17 @@ class _Recording:
     path: str
     path_split: str | None  # None when the path names no split: the subsets decide
     extra: dict[str, Any]
+    origin: str  # '<json file> audios[i]', for messages
 
 
 def _segment_item(segment: Any, index: int, recording: _Recording) -> InventoryItem:
     """One segment as an item; a segment whose fields cannot be used is `malformed_record`."""
+    origin = f"{recording.origin}.segments[{index}]"
     if not isinstance(segment, dict):
         return rejected_item(
             f"{recording.aid}:S{index}", RejectReason.malformed_record,
-            f"segment {index} of {recording.aid!r} is not an object",
-            audio_path=recording.path, language=LANGUAGE, extra=recording.extra,
+            f"{origin} ({recording.aid!r}) is {type_name(segment)}, not an object",
+            audio_path=recording.path, language=LANGUAGE, extra=recording.extra, origin=origin,
         )
     sid = segment.get("sid")
     native_id = sid if isinstance(sid, str) and sid else f"{recording.aid}:S{index}"
@@ -110,18 +112,23 @@ def _segment_item(segment: Any, index: int, recording: _Recording) -> InventoryI
         "split": recording.path_split or _subset_split(subsets),
         "subsets": subsets,
         "extra": extra,
+        "origin": origin,
+        "text_required": True,  # an ASR corpus: a segment without text is no training pair
     }
     problems = []
     if native_id != sid:
-        problems.append("no 'sid'")
+        problems.append("no 'sid' string")
     if not isinstance(raw_text, str):
-        problems.append("no 'text' string")
-    if begin_s is None or end_s is None:
-        problems.append("'begin_time'/'end_time' are not numbers")
+        problems.append(f"'text' is {type_name(raw_text)}, not a string")
+    for name, value in (("begin_time", begin_s), ("end_time", end_s)):
+        if value is None:
+            problems.append(f"{name!r} is {type_name(segment.get(name))}, not a number")
+    if "subsets" in segment and not isinstance(segment["subsets"], list):
+        problems.append(f"'subsets' is {type_name(segment['subsets'])}, not a list")
     if problems:
         return rejected_item(
             native_id, RejectReason.malformed_record,
-            f"segment {index} of {recording.aid!r}: {', '.join(problems)}", **fields,
+            f"{origin} ({recording.aid!r}): {', '.join(problems)}", **fields,
         )
     assert begin_s is not None and end_s is not None and isinstance(raw_text, str)
     if not (math.isfinite(begin_s) and math.isfinite(end_s)) or begin_s < 0 or end_s <= begin_s:
@@ -142,21 +149,48 @@ def _segment_item(segment: Any, index: int, recording: _Recording) -> InventoryI
     )
 
 
+def _wanted_segment(segment: dict[str, Any], wanted: frozenset[str]) -> bool:
+    """Whether a segment shares a subset with `wanted`; unreadable subsets keep it (rejected)."""
+    subsets = segment.get("subsets")
+    if not isinstance(subsets, list):
+        return "subsets" in segment  # present but not a list: kept, so it is rejected
+    return any(isinstance(s, str) and s in wanted for s in subsets)
+
+
 def _recording_items(
-    entry: Any, index: int, wanted: frozenset[str] | None
+    entry: Any, index: int, wanted: frozenset[str] | None, json_name: str
 ) -> tuple[str, list[InventoryItem]] | None:
-    """The kept segments of one `audios[i]` entry, with the split that names its unit family."""
+    """The kept segments of one `audios[i]` entry, with the split that names its unit family.
+
+    An entry that is not an object, or whose `segments` is not a list, is one
+    rejected item (its segments cannot be counted, but the loss is): kept
+    whatever the subset filter, since its subsets cannot be read either.
+    """
+    origin = f"{json_name} audios[{index}]"
     if not isinstance(entry, dict):
-        return None
+        return "train", [
+            rejected_item(
+                f"audios[{index}]", RejectReason.malformed_record,
+                f"{origin} is {type_name(entry)}, not an object", language=LANGUAGE,
+                origin=origin,
+            )
+        ]
     aid = entry.get("aid")
     aid = aid if isinstance(aid, str) and aid else f"audios[{index}]"
     path = entry.get("path")
     segments = entry.get("segments")
     if not isinstance(segments, list):
-        segments = []
+        return "train", [
+            rejected_item(
+                f"{aid}:segments", RejectReason.malformed_record,
+                f"{origin} ({aid!r}): 'segments' is {type_name(segments)}, not a list",
+                audio_path=path if isinstance(path, str) and path else None,
+                language=LANGUAGE, origin=origin, extra={"aid": aid},
+            )
+        ]
     kept = [
         (i, s) for i, s in enumerate(segments)
-        if wanted is None or not isinstance(s, dict) or wanted & set(s.get("subsets") or [])
+        if wanted is None or not isinstance(s, dict) or _wanted_segment(s, wanted)
     ]
     if not kept:
         return None
@@ -168,14 +202,16 @@ def _recording_items(
     if not isinstance(path, str) or not path:
         items = [
             rejected_item(
-                s.get("sid") if isinstance(s, dict) and s.get("sid") else f"{aid}:S{i}",
-                RejectReason.malformed_record, f"recording {aid!r} has no 'path'",
-                language=LANGUAGE, extra=extra,
+                s["sid"] if isinstance(s, dict) and isinstance(s.get("sid"), str) and s["sid"]
+                else f"{aid}:S{i}",
+                RejectReason.malformed_record,
+                f"{origin}.segments[{i}]: recording {aid!r} has no 'path' string",
+                language=LANGUAGE, extra=extra, origin=f"{origin}.segments[{i}]",
             )
             for i, s in kept
         ]
         return "train", items
-    recording = _Recording(aid, path, _path_split(path), extra)
+    recording = _Recording(aid, path, _path_split(path), extra, origin)
     items = [_segment_item(s, i, recording) for i, s in kept]
     return recording.path_split or items[0].split or "train", items
 
@@ -197,7 +233,7 @@ def inventory(path: Path, options: WenetSpeechOptions) -> Iterator[ItemGroup]:
             for index, recording in enumerate(
                 backend.items(handle, "audios.item", use_float=True)
             ):
-                result = _recording_items(recording, index, wanted)
+                result = _recording_items(recording, index, wanted, options.json_file)
                 if result is not None:
                     split, items = result
                     yield ItemGroup(prefix=split, items=items)

@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from pipelines.audio.decode import CODEC_TOLERANCE_S
+from pipelines.audio.headers import wav_truncation
 from pipelines.audio.opener import source_opener
 from pipelines.audio.ref import AudioHeader, AudioOpener, AudioRefError, probe_header
 from pipelines.lake.atomic import write_parquet_atomic
@@ -97,7 +98,12 @@ class _HeaderCache:
         if key not in self._cache:
             try:
                 handle = self.opener.open(audio_path, member)
-                self._cache[key] = probe_header(handle, member or audio_path)
+                name = member or audio_path
+                header = probe_header(handle, name)
+                cut_short = wav_truncation(handle, name, header.frames, header.sample_rate_hz)
+                if cut_short is not None:
+                    raise AudioRefError("truncated_audio", cut_short)
+                self._cache[key] = header
             except AudioRefError as error:
                 self._cache[key] = error
         value = self._cache[key]

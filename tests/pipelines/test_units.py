@@ -79,18 +79,23 @@ def test_duration_limit_closes_units(tmp_path: Path) -> None:
 def test_header_durations_plan_items_the_corpus_gives_no_duration(tmp_path: Path) -> None:
     """A declared duration wins; a header duration fills in where there is none; 0 s where
     neither is known. Whole groups count the sum of their items."""
-    group = ItemGroup(
-        "x",
-        [
-            InventoryItem(native_id="declared", duration_s=5.0),
-            InventoryItem(native_id="header"),
-            InventoryItem(native_id="unknown"),
-        ],
-        header_durations_s=[1.0, 2.0, None],
-    )
+
+    def make(suffix: str) -> ItemGroup:
+        return ItemGroup(
+            "x",
+            [
+                InventoryItem(native_id=f"declared{suffix}", duration_s=5.0),
+                InventoryItem(native_id=f"header{suffix}"),
+                InventoryItem(native_id=f"unknown{suffix}"),
+            ],
+            header_durations_s=[1.0, 2.0, None],
+        )
+
+    group = make("")
     assert group.planning_durations_s() == [5.0, 2.0, 0.0]
-    plans = plan_units("w", [group, group], UnitLimits(max_duration_s=10.0), Lake(tmp_path))
+    plans = plan_units("w", [group, make("2")], UnitLimits(max_duration_s=10.0), Lake(tmp_path))
     assert [(p.n_inputs, p.declared_duration_s) for p in plans] == [(3, 7.0), (3, 7.0)]
+    group = make("")
     group.splittable = True
     plans = plan_units("w", [group], UnitLimits(max_duration_s=6.0), Lake(tmp_path / "s"))
     assert [(p.n_inputs, p.declared_duration_s) for p in plans] == [(1, 5.0), (2, 2.0)]
@@ -111,15 +116,51 @@ def test_same_inventory_gives_same_keys_and_bytes(tmp_path: Path) -> None:
     assert first == second
 
 
-def test_repeated_ids_are_kept_and_marked_duplicate(tmp_path: Path) -> None:
+def test_repeated_ids_are_kept_renamed_and_marked_duplicate(tmp_path: Path) -> None:
     lake = Lake(tmp_path)
-    plans = plan_units("s", [_group("g", ["a", "b"]), _group("g", ["a"])], UnitLimits(), lake)
+    groups = [_group("g", ["a", "b"]), _group("g", ["a"]), _group("g", ["a", "a#2"])]
+    plans = plan_units("s", groups, UnitLimits(), lake)
     items = list(read_unit_items(lake.inventory_items("s", plans[0].unit)))
+    # The first occurrence keeps its id; each repeat gets the first free `#n`, so every
+    # row of the unit has its own id and the unit's unique-id check holds.
     assert [(i.native_id, i.problem) for i in items] == [
         ("a", None),
         ("b", None),
-        ("a", "duplicate_id"),
+        ("a#2", "duplicate_id"),
+        ("a#3", "duplicate_id"),
+        ("a#2#2", "duplicate_id"),
     ]
+    assert "id 'a' appeared earlier in this source" in (items[2].problem_message or "")
+
+
+def test_a_repeat_weighs_nothing_in_unit_planning(tmp_path: Path) -> None:
+    """A duplicate is never decoded, so its duration does not count against the unit."""
+    items = [
+        InventoryItem(native_id="a", duration_s=4.0),
+        InventoryItem(native_id="a", duration_s=4.0),
+    ]
+    plans = plan_units("s", [ItemGroup("g", items)], UnitLimits(max_duration_s=5.0), Lake(tmp_path))
+    assert [(p.n_inputs, p.declared_duration_s) for p in plans] == [(2, 4.0)]
+
+
+def test_names_that_are_not_utf8_are_escaped_and_rejected(tmp_path: Path) -> None:
+    lake = Lake(tmp_path)
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # a latin-1 file name, as os gives it
+    group = ItemGroup(
+        prefix="g",
+        items=[
+            InventoryItem(native_id=bad, audio_path=f"{bad}.wav", extra={"file": bad}),
+            InventoryItem(native_id="fine", audio_path="fine.wav"),
+        ],
+    )
+    plans = plan_units("s", [group], UnitLimits(), lake)
+    items = {i.native_id: i for i in read_unit_items(lake.inventory_items("s", plans[0].unit))}
+    assert set(items) == {"caf\\xe9", "fine"}
+    assert items["caf\\xe9"].problem == "invalid_file_name"
+    assert items["caf\\xe9"].audio_path == "caf\\xe9.wav"
+    assert items["caf\\xe9"].extra == {"file": "caf\\xe9"}
+    assert "caf\\xe9.wav" in (items["caf\\xe9"].problem_message or "")
+    assert items["fine"].problem is None
 
 
 def test_units_that_disappear_lose_their_inventory_file(tmp_path: Path) -> None:

@@ -109,6 +109,10 @@ FOLDER_FILES = (
     FolderFile("broken/truncated", ".flac", "This flac file was cut short.", format="FLAC",
                defect="truncated_audio"),
     FolderFile("broken/empty", ".wav", "This wave file has no samples.", defect="empty_audio"),
+    FolderFile("broken/cut_wav", ".wav", "This wave file ends before its header says.",
+               defect="truncated_audio"),
+    FolderFile("broken/tag_only", ".mp3", "An mp3 tag with no audio after it.", format="MP3",
+               subtype=None, defect="unreadable_audio"),
     FolderFile("broken/garbage", ".mp3", "These bytes are not audio.", format="MP3",
                subtype=None, defect="unreadable_audio"),
     FolderFile("broken/nan", ".wav", "Every sample of this file is not a number.",
@@ -133,6 +137,10 @@ FOLDER_FILES = (
 ESCAPING_LINK = ("links/escape.wav", "../../table/audio/t1.wav")
 
 
+# An ID3v2.3 tag (a 10-byte header, 16 bytes of padding) and no MPEG frame after it.
+ID3_TAG_ONLY = b"ID3\x03\x00\x00\x00\x00\x00\x10" + bytes(16)
+
+
 def write_custom(out_dir: Path) -> dict[str, list[ExpectedUtterance]]:
     """Write `out_dir/custom/{folder,table,vita}` and return expected rows per expected file."""
     custom = out_dir / "custom"
@@ -152,6 +160,8 @@ def _speaker_of(stem: str) -> str | None:
 
 
 def _folder_audio(spec: FolderFile) -> bytes:
+    if spec.stem == "broken/tag_only":
+        return ID3_TAG_ONLY
     if spec.defect == "unreadable_audio":
         data = np.random.default_rng(GARBAGE_SEED).bytes(GARBAGE_BYTES)
         if not is_unreadable(data):

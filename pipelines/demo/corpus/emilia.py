@@ -32,7 +32,9 @@ class Sample:
     text: str
     voice: Voice
     dnsmos: float
-    defect: str | None = None  # missing_metadata | missing_audio | malformed_record | path_escape
+    # missing_metadata | missing_audio | malformed_record | path_escape | wrong_type (a
+    # `text` that is a list: malformed_record, with the other fields of its record)
+    defect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ SHARDS = (
             Sample("ZH_B00000_S00001_W000000", " 这一段的音频文件丢失了。", ZH, 3.2290,
                    defect="missing_audio"),
             Sample("ZH_B00000_S00001_W000001", " 好了，下次节目我们再见。", ZH, 3.4502),
+            Sample("ZH_B00000_S00002_W000000", " 这一段的文字被存成了列表。", ZH, 3.2811,
+                   defect="wrong_type"),
         ),
     ),
     Shard(
@@ -134,6 +138,9 @@ def write_emilia(out_dir: Path) -> list[ExpectedUtterance]:
             mp3_name, json_name = f"{sample.key}.mp3", f"{sample.key}.json"
             if sample.defect == "malformed_record":
                 document = document[: len(document) // 2]  # cut mid-object: not JSON
+            if sample.defect == "wrong_type":
+                record["text"] = [sample.text]  # valid JSON, but the transcript is a list
+                document = json.dumps(record, ensure_ascii=False).encode()
             if sample.defect != "missing_audio":
                 members.append((mp3_name, mp3))
             if sample.defect != "missing_metadata":
@@ -149,6 +156,13 @@ def _expected(shard: Shard, sample: Sample, duration_s: float, rate_hz: int) -> 
         # Nothing readable describes the sample: only where its audio is is known.
         return ExpectedUtterance(
             sample.key, sample.defect, audio_path=shard.path, audio_member=member
+        )
+    if sample.defect == "wrong_type":
+        # Rejected as a whole, but every field of the right type is still reported.
+        return ExpectedUtterance(
+            sample.key, "malformed_record", speaker=_speaker(sample.key),
+            language=shard.language, audio_path=shard.path, audio_member=member,
+            duration_s=duration_s,
         )
     low_dnsmos = sample.defect is None and sample.dnsmos < DEMO_MIN_DNSMOS
     return ExpectedUtterance(

@@ -5,7 +5,8 @@ Writes `librispeech/LibriSpeech/` with `README.TXT`, `SPEAKERS.TXT`,
 `<split>/<spk>/<chap>/<spk>-<chap>-<NNNN>.flac` (FLAC, 16 kHz mono, 16 bit)
 and one `<spk>-<chap>.trans.txt` per chapter. Broken on purpose, one per
 chapter: a transcript line without its flac, a flac without a transcript line,
-a truncated flac, a transcript line in latin-1, and a line with an id but no text.
+a truncated flac, a transcript line in latin-1, and a line with an id but no text;
+and one chapter lists its first line twice (the repeat is `duplicate_id`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Chapter:
     project_title: str
     texts: tuple[str, ...]
     defect: str | None = None
+    repeats_first_line: bool = False  # the first line listed again at the end: duplicate_id
 
 
 READERS = (
@@ -83,6 +85,7 @@ CHAPTERS = (
             "THE GULLS WERE LOUD OVER THE HARBOUR",
         ),
         defect="missing_transcript",
+        repeats_first_line=True,
     ),
     Chapter(
         "dev-clean-2", READERS[1], "83699", "6120", "4368", "Market Day",
@@ -184,6 +187,13 @@ def _write_chapter(root: Path, chapter: Chapter) -> tuple[list[ExpectedUtterance
                 sample_rate_hz=info.sample_rate_hz, **base,
             ))
         write_bytes(root / audio_rel, data)
+    if chapter.repeats_first_line:
+        first = rows[0]
+        lines.append(lines[0])
+        rows.append(ExpectedUtterance(
+            f"{first.native_id}#2", "duplicate_id", text=first.text,
+            audio_path=first.audio_path, **base,
+        ))
     write_bytes(root / folder / trans_name, b"".join(line + b"\n" for line in lines))
     return rows, total_s / 60.0
 

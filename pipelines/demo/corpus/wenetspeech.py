@@ -15,6 +15,7 @@ step (`later_reason` `min_confidence`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -180,6 +181,14 @@ def write_wenetspeech(out_dir: Path) -> list[ExpectedUtterance]:
         entry, entry_rows = _write_recording(root, recording, seed)
         audios.append(entry)
         rows.extend(entry_rows)
+    rows.append(_repeat_first_segment(audios[0], rows[0]))
+    audios.append(WRONG_TYPE_ENTRY)
+    rows.append(
+        ExpectedUtterance(
+            f"{WRONG_TYPE_ENTRY['aid']}:segments", "malformed_record", language="zh",
+            audio_path=str(WRONG_TYPE_ENTRY["path"]),
+        )
+    )
     document = {
         "dataset": "WenetSpeech",
         "language": "Chinese Mandarin",
@@ -195,6 +204,31 @@ def write_wenetspeech(out_dir: Path) -> list[ExpectedUtterance]:
     write_text(root / "WenetSpeech.json", json.dumps(document, ensure_ascii=False, indent=2) + "\n")
     write_text(root / "TERMS_OF_ACCESS", TERMS_OF_ACCESS)
     return rows
+
+
+# An entry whose `segments` is not a list (an export that flattened it): its segments
+# cannot be counted, so one rejected row stands for them.
+WRONG_TYPE_ENTRY: dict[str, object] = {
+    "aid": "Y0000000009_flattened",
+    "duration": 12.0,
+    "md5": hashlib.md5(b"Y0000000009_flattened").hexdigest(),
+    "path": "audio/train/youtube/B00000/Y0000000009_flattened.opus",
+    "source": "youtube",
+    "tags": ["vlog"],
+    "url": "https://www.youtube.com/watch?v=flattened",
+    "segments": "Y0000000009_flattened_S00000,Y0000000009_flattened_S00001",
+}
+
+
+def _repeat_first_segment(entry: dict[str, object], first: ExpectedUtterance) -> ExpectedUtterance:
+    """List the entry's first segment a second time; the repeat is a `duplicate_id` row."""
+    segments = entry["segments"]
+    assert isinstance(segments, list)
+    segments.append(dict(segments[0]))
+    return dataclasses.replace(
+        first, native_id=f"{first.native_id}#2", reason="duplicate_id", later_reason=None,
+        sample_rate_hz=None,
+    )
 
 
 def _write_recording(

@@ -95,6 +95,8 @@ def test_folder_corpus_literal_facts(folder_records: dict[str, ManifestRecord]) 
     )
     reasons = {k: r.reject_reason for k, r in folder_records.items() if r.status == "rejected"}
     assert reasons == {
+        "broken/cut_wav": "truncated_audio",
+        "broken/tag_only": "unreadable_audio",
         "broken/empty": "empty_audio",
         "broken/garbage": "unreadable_audio",
         "broken/latin1": "invalid_text_encoding",

@@ -99,7 +99,7 @@ def test_one_unit_per_tar_named_collection_and_language(
     assert [(p.unit, p.n_inputs) for p in plans] == [
         ("emilia.Emilia-EN.00000", 5),
         ("emilia.Emilia-YODAS-EN.00000", 4),
-        ("emilia.Emilia-ZH.00000", 4),
+        ("emilia.Emilia-ZH.00000", 5),
     ]
 
 

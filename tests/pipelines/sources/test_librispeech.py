@@ -146,7 +146,7 @@ def test_units_honour_max_duration_inside_a_chapter(
     root = corpora / "librispeech" / "LibriSpeech"
     plans, records = _ingest(root, tmp_path, UnitLimits(max_duration_s=max_duration_s))
     items_by_unit = _unit_items(tmp_path, plans)
-    assert sum(p.n_inputs for p in plans) == len(records) == 16
+    assert sum(p.n_inputs for p in plans) == len(records) == 17
     assert len(plans) > 5  # more units than chapters
     # Utterances last 1.5 to 2.3 s: two fit in 5 s, none in 1 s. Inputs without a file
     # (a transcript line with no flac) count 0 s and ride along.
@@ -161,7 +161,7 @@ def test_units_honour_max_duration_inside_a_chapter(
 def test_units_honour_max_utterances_inside_a_chapter(corpora: Path, tmp_path: Path) -> None:
     root = corpora / "librispeech" / "LibriSpeech"
     plans, _ = _ingest(root, tmp_path, UnitLimits(max_utterances=1))
-    assert len(plans) == 16 and all(p.n_inputs == 1 for p in plans)
+    assert len(plans) == 17 and all(p.n_inputs == 1 for p in plans)
     assert [p.unit for p in plans][:2] == ["libri.dev-clean-2.00000", "libri.dev-clean-2.00001"]
     assert sum(p.unit.startswith("libri.train-clean-5.") for p in plans) == 6
 

@@ -124,7 +124,9 @@ def test_a_recording_is_one_group_and_units_are_named_by_split(
         }
         for plan in plans
     }
-    assert len(plans) == 6  # six recordings, each whole in its own unit
+    # Seven entries, each whole in its own unit (the last one's `segments` is not a list:
+    # one rejected item stands for it).
+    assert len(plans) == 7
     assert all(len(aids) == 1 for aids in aids_by_unit.values())
     assert [p.unit for p in plans] == [
         "wenet.dev.00000",
@@ -133,6 +135,7 @@ def test_a_recording_is_one_group_and_units_are_named_by_split(
         "wenet.train.00001",
         "wenet.train.00002",
         "wenet.train.00003",
+        "wenet.train.00004",
     ]
 
 
@@ -149,11 +152,15 @@ def test_subsets_option_keeps_only_matching_segments(corpora: Path, tmp_path: Pa
     assert sorted(records) == [
         f"{PODCAST}_S00000",
         f"{FIRST}_S00000",
+        f"{FIRST}_S00000#2",  # listed twice, the repeat too is in S
         "Y0000000004_pP8sLr2TzQ0_S00000",
+        # Its subsets cannot be read, so it is kept (and rejected) whatever the filter.
+        "Y0000000009_flattened:segments",
     ]
     # Filtered-out segments are not inputs at all: nothing counts them.
-    assert sum(p.n_inputs for p in plans) == 3
+    assert sum(p.n_inputs for p in plans) == 5
     _, dev = _ingest(corpora / "wenetspeech", tmp_path / "dev", subsets=["DEV", "TEST_MEETING"])
+    dev.pop("Y0000000009_flattened:segments")
     assert {r.split for r in dev.values()} == {"dev"} and len(dev) == 3
 
 
@@ -164,7 +171,7 @@ def test_metadata_is_streamed_not_loaded(corpora: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(json, "load", refuse)
     monkeypatch.setattr(json, "loads", refuse)
     groups = list(wenetspeech.inventory(corpora / "wenetspeech", WenetSpeechOptions()))
-    assert sum(len(g.items) for g in groups) == 17
+    assert sum(len(g.items) for g in groups) == 19
 
 
 def test_split_comes_from_the_path_else_the_subsets() -> None:
