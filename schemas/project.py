@@ -35,6 +35,7 @@ class SourceKind(enum.StrEnum):
     table = "table"
     vita_jsonl = "vita_jsonl"
     hf_dataset = "hf_dataset"
+    lhotse = "lhotse"
 
 
 class UnitLimits(BaseModel):

@@ -79,6 +79,27 @@ class HFDatasetOptions(_Options):
     language: str | None = None
 
 
+class LhotseOptions(_Options):
+    """lhotse manifests: `path` is a folder of manifests (or Shar), or one cuts manifest.
+
+    With no option set, the folder is searched for Shar, then `*cuts*.jsonl[.gz]`, then
+    `*recordings*` + `*supervisions*` pairs (see `pipelines/sources/lhotse.py`).
+    """
+
+    cuts: str | None = Field(
+        None, description="a CutSet manifest or a Shar folder, relative to path"
+    )
+    recordings: str | None = Field(None, description="a RecordingSet manifest, relative to path")
+    supervisions: str | None = Field(
+        None, description="the SupervisionSet manifest that goes with `recordings`"
+    )
+    language: str | None = Field(None, description="language where a supervision has none")
+    split: str | None = Field(
+        None, description="split of every item; default: the cut's or supervision's custom.split"
+    )
+    require_text: bool = Field(False, description="reject spans without a transcript")
+
+
 OPTIONS_BY_KIND: dict[str, type[BaseModel]] = {
     "librispeech": LibriSpeechOptions,
     "wenetspeech": WenetSpeechOptions,
@@ -87,4 +108,5 @@ OPTIONS_BY_KIND: dict[str, type[BaseModel]] = {
     "table": TableOptions,
     "vita_jsonl": VitaJsonlOptions,
     "hf_dataset": HFDatasetOptions,
+    "lhotse": LhotseOptions,
 }

@@ -40,7 +40,7 @@ def source_add(
         typer.Option(
             "--kind",
             help="librispeech | wenetspeech | emilia | "
-            "audio_folder | table | vita_jsonl | hf_dataset",
+            "audio_folder | table | vita_jsonl | hf_dataset | lhotse",
         ),
     ],
     path: Annotated[str, typer.Option("--path", help="corpus root or manifest file")],

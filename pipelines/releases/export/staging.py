@@ -47,7 +47,7 @@ from schemas.shards import INDEX_NAME, decode_codes
 EXPORT_FILE = "export.json"
 STAGING_SUFFIX = ".tmp"
 
-ExportFormat = Literal["vita-jsonl", "hf"]
+ExportFormat = Literal["vita-jsonl", "hf", "lhotse", "lhotse-shar"]
 
 
 class ExportError(Exception):
