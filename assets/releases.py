@@ -47,6 +47,10 @@ def release(
             "created": dg.MetadataValue.json(outcome.created),
             "existing": dg.MetadataValue.json(outcome.kept),
             "summary": dg.MetadataValue.json(outcome.summaries),
+            "audit_reports": dg.MetadataValue.json(outcome.audit_reports),
+            "audit_problems": dg.MetadataValue.json(
+                {name: problems[:20] for name, problems in outcome.audit_problems.items()}
+            ),
         },
         check_results=[check_result("shards_intact", check_shards_intact(outcome.problems))],
     )

@@ -18,19 +18,19 @@ feeding the same problem list and report; split, the checks would re-open the sh
    codes as the catalogue says, and the JSON (`CodeSampleMeta`) agrees with the
    catalogue; the keys of a code shard are those of its aligned audio shard, in
    the same order;
-5. on a sample of utterances, the quality measures re-computed from the stored
-   audio match the catalogue, and re-tokenizing the stored FLAC (with the
-   project's tokenizer) gives the codes stored in the code shard.
-Any mismatch makes the audit fail; the findings also go to an HTML report.
+5. on a seeded random sample of utterances per source, the quality measures
+   re-computed from the stored audio match the catalogue, and re-tokenizing the
+   stored FLAC (with the project's tokenizer) gives the codes stored in the code
+   shard.
+Any mismatch makes the audit fail. The findings, per shard and per sampled
+utterance, with the sample's audio to listen to, go to an HTML report
+(`pipelines/releases/audit_report.py`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import html
 import io
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -42,11 +42,17 @@ from pydantic import ValidationError
 
 from pipelines.audio.pcm import pcm_sha256
 from pipelines.catalogue.read import open_catalogue_readonly
-from pipelines.lake.atomic import write_bytes_atomic
 from pipelines.project import Project
+from pipelines.releases.audit_records import AuditResult, ShardCheck
+from pipelines.releases.audit_sample import (
+    REMEASURE_TOLERANCE,
+    draw_sample,
+    remeasure,
+    retokenize,
+    sampled_utterances,
+)
 from pipelines.releases.create import load_release
 from pipelines.shards.reader import iter_shard_samples
-from quality.measures import measure
 from schemas.audio import TARGET_SAMPLE_RATE_HZ
 from schemas.hashing import file_sha256
 from schemas.shards import (
@@ -59,14 +65,6 @@ from schemas.shards import (
     shard_number,
 )
 
-# Re-measuring from 16-bit audio moves a measure by quantisation noise only.
-REMEASURE_TOLERANCE = {
-    "wada_snr_db": 0.5,
-    "rms_dbfs": 0.05,
-    "silence_ratio": 0.02,
-    "clipping_ratio": 1e-3,
-    "bandwidth_hz": 100.0,
-}
 DURATION_TOLERANCE_S = 1.5 / TARGET_SAMPLE_RATE_HZ
 
 # A sample's JSON field, and the catalogue column it must equal.
@@ -100,26 +98,6 @@ CODE_META_COLUMNS = {
 }
 
 _AudioMetaOrCode = type[AudioSampleMeta] | type[CodeSampleMeta]
-
-
-@dataclass
-class AuditResult:
-    """What the audit looked at and every mismatch it found."""
-
-    scope: str
-    shards: int = 0
-    code_shards: int = 0
-    samples: int = 0
-    code_samples: int = 0
-    remeasured: int = 0
-    retokenized: int = 0
-    problems: list[str] = field(default_factory=list)
-    report_path: Path | None = None
-
-    @property
-    def passed(self) -> bool:
-        """True when nothing disagreed."""
-        return not self.problems
 
 
 def verify_release_shards(project: Project, name: str) -> list[str]:
@@ -305,6 +283,8 @@ class _FieldAudit:
 
     keys_of: dict[str, list[str]] = field(default_factory=dict)  # readable shards, tar order
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # of the chosen utterances
+    members: dict[str, dict[str, bytes]] = field(default_factory=dict)  # of the chosen ones
+    checks: list[ShardCheck] = field(default_factory=list)
     shards: int = 0
     samples: int = 0
 
@@ -333,34 +313,64 @@ def _audit_field(
         shard = shard_row["shard"]
         expected = expected_by_shard.get(shard, {})
         found.shards += 1
-        path = project.lake.root / shard
-        if not path.exists():
-            problems.append(
-                f"{kind} shard {shard} is missing ({len(expected)} catalogue rows point at it)"
-            )
-            continue
-        if file_sha256(path) != shard_row["sha256"]:
-            problems.append(f"{kind} shard {shard}: sha256 differs from the catalogue")
-        keys: list[str] = []
-        try:
-            for key, members in iter_shard_samples(path):
-                keys.append(key)
-                row = expected.get(key)
-                if row is None:
-                    if whole_shards:
-                        problems.append(f"{shard}:{key} is not in the catalogue")
-                    continue
-                found.samples += 1
-                array = check(key, members, row, problems)
-                if array is not None and row["utterance_id"] in chosen:
-                    found.arrays[row["utterance_id"]] = array
-        except (ShardFormatError, OSError, EOFError) as error:
-            problems.append(f"{kind} shard {shard} cannot be read: {error}")
-            continue
-        found.keys_of[shard] = keys
-        for key in sorted(set(expected) - set(keys)):
-            problems.append(f"{shard}: catalogue row {key} has no sample in the shard")
+        shard_check = ShardCheck(kind=kind, shard=shard, expected=len(expected))
+        found.checks.append(shard_check)
+        before = len(problems)
+        _audit_shard(project, shard_row, expected, kind, check, whole_shards, chosen, problems,
+                     found, shard_check)  # fmt: skip
+        shard_check.problems = len(problems) - before
     return found
+
+
+def _audit_shard(
+    project: Project,
+    shard_row: dict,
+    expected: dict[str, dict],
+    kind: str,
+    check: SampleCheck,
+    whole_shards: bool,
+    chosen: set[str],
+    problems: list[str],
+    found: _FieldAudit,
+    shard_check: ShardCheck,
+) -> None:
+    """Audit one shard file of `_audit_field`, filling `found` and `shard_check`."""
+    shard = shard_row["shard"]
+    path = project.lake.root / shard
+    if not path.exists():
+        shard_check.exists = False
+        problems.append(
+            f"{kind} shard {shard} is missing ({len(expected)} catalogue rows point at it)"
+        )
+        return
+    shard_check.sha256_matches = file_sha256(path) == shard_row["sha256"]
+    if not shard_check.sha256_matches:
+        problems.append(f"{kind} shard {shard}: sha256 differs from the catalogue")
+    expected_members = AUDIO_MEMBERS if kind == "audio" else CODE_MEMBERS
+    keys: list[str] = []
+    try:
+        for key, members in iter_shard_samples(path):
+            keys.append(key)
+            row = expected.get(key)
+            if row is None:
+                if whole_shards:
+                    problems.append(f"{shard}:{key} is not in the catalogue")
+                continue
+            found.samples += 1
+            shard_check.samples += 1
+            shard_check.duration_s += row["duration_s"] or 0.0
+            shard_check.wrong_members += set(members) != set(expected_members)
+            array = check(key, members, row, problems)
+            if row["utterance_id"] in chosen:
+                found.members[row["utterance_id"]] = members
+                if array is not None:
+                    found.arrays[row["utterance_id"]] = array
+    except (ShardFormatError, OSError, EOFError) as error:
+        problems.append(f"{kind} shard {shard} cannot be read: {error}")
+        return
+    found.keys_of[shard] = keys
+    for key in sorted(set(expected) - set(keys)):
+        problems.append(f"{shard}: catalogue row {key} has no sample in the shard")
 
 
 def _check_alignment(
@@ -389,18 +399,17 @@ def audit(
 ) -> AuditResult:
     """Audit audio and code shards against the catalogue (and a release); write an HTML report.
 
-    `sample` utterances (drawn with `seed`) are re-measured from their audio and
-    re-tokenized; `report` defaults to `lake/reports/audit.html`.
+    `sample` utterances per source (drawn with `seed`: the same seed draws the same
+    ones) are re-measured from their audio, re-tokenized and put in the report with
+    a player; `report` defaults to `lake/reports/audit.html`.
     """
     scope_name = f"release {release}" if release else f"source {source}" if source else "the lake"
-    result = AuditResult(scope=scope_name)
+    result = AuditResult(scope=scope_name, seed=seed, sample_per_source=sample)
     if release is not None:
         result.problems += verify_release_shards(project, release)
     scope, problems = _scope(project, release, source)
     result.problems += problems
-    rng = random.Random(seed)
-    ids = scope.rows["utterance_id"].to_list()
-    chosen = set(rng.sample(ids, min(sample, len(ids))))
+    chosen = draw_sample(scope.rows, sample, seed)
     # A release holds a selection of its shards' samples; a source or the lake holds all.
     whole_shards = release is None
     audio = _audit_field(
@@ -426,90 +435,21 @@ def audit(
     _check_alignment(scope.code_shards, audio, codes, result.problems)
     result.shards, result.samples = audio.shards, audio.samples
     result.code_shards, result.code_samples = codes.shards, codes.samples
-    _remeasure(scope.rows, audio.arrays, result)
-    _retokenize(project, scope.rows, audio.arrays, codes.arrays, result)
-    result.report_path = _write_report(project, result, report)
+    result.shard_checks = audio.checks + codes.checks
+    result.remeasures = remeasure(scope.rows, audio.arrays, result.problems)
+    result.remeasured = len(result.remeasures)
+    result.code_agreement = retokenize(
+        project, scope.rows, audio.arrays, codes.arrays, result.problems
+    )
+    result.retokenized = len(result.code_agreement)
+    result.sampled = sampled_utterances(scope.rows, chosen, audio.members)
+    # Imported here: the report draws with matplotlib, which the code location need not load.
+    from pipelines.releases.audit_report import write_audit_report
+
+    result.report_path = write_audit_report(
+        result,
+        REMEASURE_TOLERANCE,
+        report or project.lake.reports_dir() / "audit.html",
+        quality_report=project.lake.reports_dir() / "quality.html",
+    )
     return result
-
-
-def _remeasure(rows: pl.DataFrame, audio_for: dict[str, np.ndarray], result: AuditResult) -> None:
-    by_id = {
-        r["utterance_id"]: r
-        for r in rows.filter(pl.col("utterance_id").is_in(list(audio_for))).to_dicts()
-    }
-    for utterance_id, audio in sorted(audio_for.items()):
-        row = by_id[utterance_id]
-        again = measure(audio, TARGET_SAMPLE_RATE_HZ, row["text"])
-        result.remeasured += 1
-        for name, tolerance in REMEASURE_TOLERANCE.items():
-            stored, fresh = row[name], getattr(again, name)
-            if stored is None or fresh is None:
-                if (stored is None) != (fresh is None):
-                    result.problems.append(
-                        f"{utterance_id}: {name} {stored} vs re-measured {fresh}"
-                    )
-                continue
-            if abs(stored - fresh) > tolerance:
-                result.problems.append(
-                    f"{utterance_id}: {name} is {stored:.4g} in the catalogue but "
-                    f"re-measures {fresh:.4g} (tolerance {tolerance})"
-                )
-
-
-def _retokenize(
-    project: Project,
-    rows: pl.DataFrame,
-    audio_for: dict[str, np.ndarray],
-    codes_for: dict[str, np.ndarray],
-    result: AuditResult,
-) -> None:
-    """Re-tokenize the sampled audio (as the audio shard stores it) and compare with the codes
-    in the code shard."""
-    ids = sorted(audio_for.keys() & codes_for.keys())
-    if not ids:
-        return
-    from pipelines.tokenizer import project_tokenizer
-
-    tokenizer = project_tokenizer(project.directory, project.config.tokenizer)
-    sha_by_id = dict(rows.select("utterance_id", "tokenizer_sha256").iter_rows())
-    same_tokenizer = [u for u in ids if sha_by_id.get(u) == tokenizer.checkpoint_sha256]
-    skipped = len(ids) - len(same_tokenizer)
-    if skipped:
-        result.problems.append(
-            f"{skipped} sampled utterances were tokenized with another checkpoint than the "
-            "project's; re-tokenizing them proves nothing"
-        )
-    if not same_tokenizer:
-        return
-    fresh = tokenizer.tokenize([audio_for[u] for u in same_tokenizer])
-    for utterance_id, codes in zip(same_tokenizer, fresh, strict=True):
-        result.retokenized += 1
-        if not np.array_equal(np.asarray(codes), codes_for[utterance_id]):
-            result.problems.append(
-                f"{utterance_id}: re-tokenized codes differ from those in the code shard"
-            )
-
-
-def _write_report(project: Project, result: AuditResult, out: Path | None) -> Path:
-    path = out or project.lake.reports_dir() / "audit.html"
-    verdict = "PASSED" if result.passed else f"FAILED: {len(result.problems)} problems"
-    items = "".join(f"<li><code>{html.escape(p)}</code></li>" for p in result.problems)
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>voxlake audit: {html.escape(result.scope)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} .ok{{color:#1a7f37}} .bad{{color:#cf222e}}
-td{{padding:2px 12px}}</style></head><body>
-<h1>voxlake audit: {html.escape(result.scope)}</h1>
-<p class="{"ok" if result.passed else "bad"}"><b>{html.escape(verdict)}</b></p>
-<table><tr><td>generated</td><td>{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC</td></tr>
-<tr><td>audio shards checked (sha256, members)</td><td>{result.shards}</td></tr>
-<tr><td>audio samples decoded and compared</td><td>{result.samples}</td></tr>
-<tr><td>code shards checked (sha256, members, alignment)</td><td>{result.code_shards}</td></tr>
-<tr><td>code samples compared</td><td>{result.code_samples}</td></tr>
-<tr><td>utterances re-measured</td><td>{result.remeasured}</td></tr>
-<tr><td>utterances re-tokenized</td><td>{result.retokenized}</td></tr></table>
-<h2>Problems</h2>{f"<ol>{items}</ol>" if items else "<p>none</p>"}
-</body></html>
-"""
-    write_bytes_atomic(path, page.encode("utf-8"))
-    return path

@@ -4,7 +4,8 @@ Releases are immutable: `create_configured_releases` creates each configured
 release that does not exist yet and keeps an existing one as it is (a changed
 spec for an existing name is reported, never applied), then registers them in
 the catalogue in one update and verifies every configured release's audio and code
-shards.
+shards. Each release it creates is then audited (`pipelines.releases.audit`), and
+the audit's HTML report written to `lake/reports/audit-<release>.html`.
 `create_and_register` creates ONE release from a `ReleaseSpec` and registers it:
 what `voxlake release create` does.
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from pipelines.catalogue.build import update_catalogue
 from pipelines.project import Project
-from pipelines.releases.audit import verify_release_shards
+from pipelines.releases.audit import audit, verify_release_shards
 from pipelines.releases.create import (
     CreatedRelease,
     create_release,
@@ -32,6 +33,9 @@ from schemas import Release, ReleaseSpec
 
 # Shard problems listed in the check's metadata; the count is unbounded.
 MAX_PROBLEMS_SHOWN = 20
+# Utterances per source the audit of a new release re-measures, re-tokenizes and plays.
+AUDIT_SAMPLE_PER_SOURCE = 10
+AUDIT_SEED = 0
 
 
 @dataclass
@@ -43,6 +47,9 @@ class ReleasesOutcome:
     problems: list[str] = field(default_factory=list)
     # Hours and utterances per split, source and language, by release name.
     summaries: dict[str, list[dict]] = field(default_factory=dict)
+    # By release created: its audit report, and the audit's problems.
+    audit_reports: dict[str, str] = field(default_factory=dict)
+    audit_problems: dict[str, list[str]] = field(default_factory=dict)
 
 
 def matches_spec(release: Release, spec: ReleaseSpec) -> bool:
@@ -102,6 +109,17 @@ def create_configured_releases(
         outcome.problems += verify_release_shards(project, name)
         _, utterances = load_release(project, name)
         outcome.summaries[name] = release_summary(utterances).to_dicts()
+    for name in outcome.created:
+        report = project.lake.reports_dir() / f"audit-{name}.html"
+        result = audit(
+            project, release=name, sample=AUDIT_SAMPLE_PER_SOURCE, seed=AUDIT_SEED, report=report
+        )
+        outcome.audit_reports[name] = str(report)
+        outcome.audit_problems[name] = result.problems
+        if result.passed:
+            info(f"release {name}: audit passed, report {report}")
+        else:
+            warn(f"release {name}: audit found {len(result.problems)} problems, report {report}")
     return outcome
 
 
