@@ -1,5 +1,6 @@
 """The `voxlake` console entry point: the command line of `pipelines/cli/` plus the commands
-that start Dagster runs or the webserver (`run`, `ui`, `demo`).
+that start Dagster runs or the webserver (`run`, `ui`, `demo`), or read the instance
+(`status`).
 
 Dagster is imported only when one of these commands starts a run, so every other
 command starts as fast as it would without Dagster installed.
@@ -7,6 +8,7 @@ command starts as fast as it would without Dagster installed.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +99,29 @@ def run(
         raise typer.Exit(1)
 
 
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print a machine-readable JSON document")
+    ] = False,
+    project_dir: ProjectOption = None,
+) -> None:
+    """Per source: units planned / done / failed / stale, utterances accepted / rejected /
+    pending, hours, and the last run and its result."""
+    project = load(project_dir)
+    # Reads the instance's records; starts no run, no daemon, no code server.
+    from assets.status import read_status
+    from pipelines.status import StatusError
+
+    try:
+        result = read_status(project)
+    except StatusError as error:
+        raise fail(str(error)) from error
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        render.print_status(result)
+
+
 def ui(
     host: Annotated[str, typer.Option(help="bind address (localhost by default)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 3000,
@@ -145,7 +170,7 @@ def demo(
         raise typer.Exit(1)
 
 
-app = build_app(run=run, ui=ui, demo=demo)
+app = build_app(run=run, status=status, ui=ui, demo=demo)
 
 if __name__ == "__main__":
     app()

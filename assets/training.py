@@ -14,7 +14,12 @@ import dagster as dg
 
 from assets.pools import GPU_POOL
 from assets.resources import VoxlakeProject
-from pipelines.steps.evaluation import eval_markdown, evaluate_final_checkpoint
+from pipelines.evaluation.compare import comparison_markdown
+from pipelines.steps.evaluation import (
+    compare_with_previous,
+    eval_markdown,
+    evaluate_final_checkpoint,
+)
 from pipelines.steps.train import (
     TrainingError,
     finish_run,
@@ -94,8 +99,11 @@ TRAIN_ASSETS = [build_train_asset(stage) for stage in STAGE_ORDER]
     pool=GPU_POOL,
     kinds={"pytorch", "duckdb"},
     description="Evaluates the newest SFT checkpoint on training.release's held-out split: "
-    "text/audio loss and perplexity, per-MCTP-module top-1, and each decoding schedule's "
-    "agreement with Vanilla and speed-up; registered in the catalogue's `evals` table.",
+    "ASR WER/CER per utterance and per evaluation set with bootstrap intervals, compared "
+    "with the previous checkpoint's evaluation; text/audio loss and perplexity, "
+    "per-MCTP-module top-1, and each decoding schedule's agreement with Vanilla and "
+    "speed-up; registered in the catalogue's `evals` and `eval_utterances` tables, with "
+    "an HTML report.",
 )
 def evaluation(
     context: dg.AssetExecutionContext, voxlake_project: VoxlakeProject
@@ -108,9 +116,23 @@ def evaluation(
     except TrainingError as error:
         raise dg.Failure(str(error)) from error
     metrics = record.metrics
+    project = voxlake_project.load()
+    comparison = compare_with_previous(project, record)
+    compared = (
+        {
+            "compared_with": comparison.a.eval_id,
+            "comparison": dg.MetadataValue.json(comparison.as_metadata()),
+            "comparison_report": dg.MetadataValue.md(comparison_markdown(comparison)),
+        }
+        if comparison is not None
+        else {}
+    )
     return dg.MaterializeResult(
         metadata={
             "eval_id": record.eval_id,
+            "eval_sets": dg.MetadataValue.json(metrics.get("eval_sets", [])),
+            "html_report": dg.MetadataValue.path(str(project.lake.eval_report(record.eval_id))),
+            **compared,
             "checkpoint": record.checkpoint,
             "checkpoint_sha256": record.checkpoint_sha256,
             "release": record.release,

@@ -6,6 +6,13 @@ shards, policy versions, tokenizer hashes, code version) and `utterances.parquet
 (`ReleaseUtterance` rows: which utterances, in which split, in which audio shard
 and which code shard). Creating a release that exists is an error. Training reads
 the code shards only; readers that want the audio join the two by key.
+
+Evaluation sets: a source's own test splits (`ReleaseSpec.eval_splits`, by default
+LibriSpeech `test-clean`/`test-other` and WenetSpeech `test_net`/`test_meeting`) are
+named evaluation sets, `<source>/<split>`. A release puts an evaluation-set utterance
+it selects into `test`, never into train or dev (`ReleaseUtterance.eval_set` names the
+set), and holds back from every split an utterance with the same 16 kHz PCM as any
+evaluation-set utterance of the lake (`held_back_for` names it), whatever its source.
 """
 
 from __future__ import annotations
@@ -31,6 +38,20 @@ RELEASE_FILE = "release.json"
 
 UTTERANCES_FILE = "utterances.parquet"
 """The `ReleaseUtterance` rows inside a release folder."""
+
+DEFAULT_EVAL_SPLITS: tuple[str, ...] = ("test-clean", "test-other", "test_net", "test_meeting")
+"""Source splits that are evaluation sets unless a release spec says otherwise: the
+LibriSpeech and WenetSpeech test sets upstream reports WER/CER on (split names as the
+connectors write them in the manifest's `split`)."""
+
+
+def eval_set_name(source: str, split: str) -> str:
+    """The name of a source split's evaluation set.
+
+    >>> eval_set_name("librispeech", "test-clean")
+    'librispeech/test-clean'
+    """
+    return f"{source}/{split}"
 
 
 class ReleaseShard(BaseModel):
@@ -62,6 +83,13 @@ class ReleaseUtterance(BaseModel):
         description="None for a dropped duplicate"
     )
     duplicate_of: str | None = Field(None, description="kept utterance with the same PCM hash")
+    eval_set: str | None = Field(
+        None, description="the evaluation set (`<source>/<split>`) it belongs to; split `test`"
+    )
+    held_back_for: str | None = Field(
+        None,
+        description="evaluation-set utterance with the same PCM: this one is in no split",
+    )
 
 
 class Release(BaseModel):
@@ -79,6 +107,15 @@ class Release(BaseModel):
     n_utterances: int
     duration_s: float
     n_duplicates_dropped: int = 0
+    eval_splits: list[str] = Field(
+        default_factory=list, description="source splits treated as evaluation sets"
+    )
+    eval_sets: dict[str, int] = Field(
+        default_factory=dict, description="evaluation sets in `test`: name -> utterances"
+    )
+    n_held_back: int = Field(
+        0, description="utterances kept out of every split: same PCM as an evaluation-set one"
+    )
     policy_versions: list[str]
     tokenizer_sha256: list[str]
     tokenizer_is_demo: bool
@@ -103,3 +140,9 @@ class ReleaseSpec(BaseModel):
     dev: float = Field(0.0, ge=0, lt=1, description="share of speakers (or utterances) in dev")
     test: float = Field(0.0, ge=0, lt=1, description="share in test")
     dedup: bool = Field(False, description="drop exact duplicates (same 16 kHz PCM)")
+    eval_splits: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EVAL_SPLITS),
+        description="source splits that are evaluation sets: `split` (any source) or "
+        "`source/split`; their utterances go to `test` only, and their PCM duplicates from "
+        "any source are held back",
+    )

@@ -2,8 +2,10 @@
 
 A training run writes `lake/runs/<run_id>.json` (`RunRecord`) when it starts (status
 `running`) and rewrites it when it ends (`succeeded` or `failed`); an evaluation writes
-`lake/evals/<eval_id>.json` (`EvalRecord`). The catalogue loads both into its `runs` and
-`evals` tables; `voxlake lineage` follows them back to releases, shards and sources.
+`lake/evals/<eval_id>.json` (`EvalRecord`) and, beside it, one `EvalUtterance` row per
+scored utterance (`<eval_id>.utterances.parquet`). The catalogue loads them into its
+`runs`, `evals` and `eval_utterances` tables; `voxlake lineage` follows them back to
+releases, shards and sources.
 
 Checkpoints live under `lake/checkpoints/<run_id>/`: `hf/` is the final Hugging Face
 checkpoint (config.json, model.safetensors, the text tokenizer), `deepspeed/` holds the
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.arrow import arrow_schema
 from schemas.hashing import canonical_json_sha256
 
 StageName = Literal["stage1", "mtp1", "mtp10", "sft"]
@@ -94,6 +97,59 @@ class EvalRecord(BaseModel):
     dagster_run_id: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
 
+
+EvalMetric = Literal["wer", "cer", "audio_token_error"]
+"""What an `EvalUtterance`'s error rate counts: words (WER), characters (CER, languages
+written without spaces), or wrong teacher-forced top-1 audio tokens (the TTS side, which
+has no speech decoder to transcribe its output)."""
+
+
+class EvalUtterance(BaseModel):
+    """One scored utterance of an evaluation (a row of `lake/evals/<eval_id>.utterances.parquet`
+    and of the catalogue's `eval_utterances` table, joinable to `utterances` on utterance_id).
+
+    ASR rows (`task` asr): the checkpoint's greedy transcript of the utterance's codes,
+    scored against the release transcript after normalisation (docs/evaluation.md);
+    `n_errors = substitutions + deletions + insertions`, `error_rate = n_errors /
+    n_ref_units` (None without reference units). TTS rows (`task` tts): the
+    teacher-forced audio tokens, every wrong top-1 token counted as a substitution.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    eval_id: str
+    utterance_id: str
+    key: str = Field(description="the sample's WebDataset key in the release's shards")
+    source: str
+    language: str | None
+    eval_set: str = Field(
+        description="`<source>/<split>` for a source's evaluation split (LibriSpeech "
+        "test-clean, WenetSpeech test_net, ...), `<release>/<split>` for the release's own "
+        "held-out speakers"
+    )
+    task: Literal["asr", "tts"]
+    metric: EvalMetric
+    reference: str | None = Field(description="the release transcript, as stored")
+    hypothesis: str | None = Field(description="the decoded transcript (ASR rows)")
+    reference_normalized: str | None = None
+    hypothesis_normalized: str | None = None
+    n_ref_units: int = Field(ge=0, description="reference words, characters or audio tokens")
+    n_hyp_units: int = Field(ge=0)
+    n_errors: int = Field(ge=0)
+    substitutions: int = Field(ge=0)
+    deletions: int = Field(ge=0)
+    insertions: int = Field(ge=0)
+    error_rate: float | None
+    loss: float | None = Field(
+        description="teacher-forced cross-entropy of the task's assistant targets (nats/token)"
+    )
+    n_hyp_tokens: int | None = Field(None, description="tokens the decoder emitted (ASR rows)")
+    stopped: bool | None = Field(
+        None, description="ASR: the decoder emitted <|im_end|> before its token budget ran out"
+    )
+
+
+EVAL_UTTERANCE_ARROW_SCHEMA = arrow_schema(EvalUtterance)
 
 TaskName = Literal["asr", "tts", "interleave"]
 
@@ -180,6 +236,18 @@ class EvalSettings(BaseModel):
     decode_prompts: int = Field(4, ge=1, description="prompts decoded per schedule")
     max_new_tokens: int = Field(64, ge=1)
     schedules: list[str] = Field(default_factory=lambda: ["vanilla", "balance", "boost", "turbo"])
+    asr: bool = Field(True, description="transcribe the split and score WER/CER per utterance")
+    asr_max_utterances: int | None = Field(
+        None, ge=1, description="utterances transcribed, at most (None: the whole split)"
+    )
+    asr_max_new_tokens: int = Field(
+        256,
+        ge=1,
+        description="token budget of a transcript; also at most one token per audio code "
+        "(12.5 per second) plus 16, so an untrained model cannot run on",
+    )
+    bootstrap_samples: int = Field(1000, ge=100, description="resamples of each bootstrap")
+    report_worst: int = Field(20, ge=0, description="worst utterances shown in the HTML report")
 
 
 class TrainingConfig(BaseModel):

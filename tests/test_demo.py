@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -113,3 +114,22 @@ def test_demo_summary_matches_the_bundled_corpora(tmp_path: Path, load_expected)
         assert schedule in demo.stdout
     assert f"checkpoint {runs_rows[-1]['checkpoint']}" in demo.stdout  # the lineage tree
     assert "release demo-v1" in demo.stdout and "base: freshly initialised model" in demo.stdout
+
+    # ASR error rates per evaluation set, why they are near 100 %, and the report.
+    assert "error rates per evaluation set" in demo.stdout
+    assert "wenetspeech/test_net" in demo.stdout and "librispeech/dev-clean-2" in demo.stdout
+    assert "Why the error rates are near 100 %" in demo.stdout
+    report = re.search(r"evaluation report: (\S+\.html)", demo.stdout)
+    assert report and Path(report.group(1)).is_file()
+    by_snr = _voxlake(
+        "query",
+        "SELECT floor(u.wada_snr_db / 5) * 5 AS snr_db, sum(e.n_errors) / sum(e.n_ref_units) "
+        "AS wer FROM eval_utterances e JOIN utterances u USING (utterance_id) "
+        "WHERE e.metric = 'wer' GROUP BY ALL",
+        "--format",
+        "json",
+        "--project",
+        str(tmp_path / "demo"),
+        cwd=tmp_path,
+    )
+    assert by_snr.returncode == 0 and json.loads(by_snr.stdout), by_snr.stderr

@@ -1,6 +1,11 @@
 """Evaluate a Qwen2 + MCTP checkpoint on a release's held-out split.
 
-Measured in one run, on the same examples:
+ASR (`trainer.asr`, `trainer.scoring`): every utterance of the split (up to
+`EvalSettings.asr_max_utterances`) is transcribed greedily from its codes with the
+upstream ASR prompt and scored: WER, or CER for Mandarin, with substitutions, deletions
+and insertions, after normalisation (`EvalResult.transcriptions`, one per utterance).
+
+Measured besides, in the same run, on the same examples:
 
 - main-head cross-entropy and perplexity, separately on text targets and on audio
   targets (audio codes and the begin/end-of-audio markers), and per task;
@@ -11,6 +16,11 @@ Measured in one run, on the same examples:
   schedules decode the same TTS prompts, interleaved prompt by prompt so that machine
   load affects them alike; every schedule is warmed up first and runs to
   `max_new_tokens` (no early stop) so that all time the same number of tokens.
+
+The TTS side has no speech decoder here (codes cannot be turned back into audio and
+re-transcribed), so it is measured by what needs none: teacher-forced audio-token
+accuracy per utterance (`EvalResult.example_scores`) and the schedules' agreement and
+speed-up.
 """
 
 from __future__ import annotations
@@ -26,9 +36,11 @@ import torch
 
 from inference.generate import SCHEDULES, check_schedule_fits, generate, resolve_schedule
 from schemas.training import EvalSettings
+from trainer.asr import Transcription, transcribe_split
 from trainer.checkpoints import load_base_model, model_checkpoint_sha256
 from trainer.data.mixture import eval_examples
 from trainer.data.release_split import load_release_split
+from trainer.data.stream import DataCounts
 from trainer.data.tasks import Example
 from trainer.model import IGNORE_INDEX, Qwen2MCTPForCausalLM, shifted_targets
 from trainer.text_tokenizer import SpeechVocab, load_text_tokenizer
@@ -54,6 +66,18 @@ class ScheduleResult:
         return self.tokens / self.decode_s if self.decode_s > 0 else None
 
 
+@dataclass(frozen=True)
+class ExampleScore:
+    """Teacher-forced figures of one scored example (one task of one utterance)."""
+
+    key: str
+    task: str
+    source: str | None
+    loss: float | None  # mean nats per trained target token (main head)
+    n_audio_targets: int
+    n_audio_correct: int  # audio targets whose top-1 prediction is right
+
+
 @dataclass
 class EvalResult:
     """What `evaluate_checkpoint` measured."""
@@ -64,6 +88,8 @@ class EvalResult:
     split: str
     metrics: dict[str, Any] = field(default_factory=dict)
     schedules: list[ScheduleResult] = field(default_factory=list)
+    transcriptions: list[Transcription] = field(default_factory=list)
+    example_scores: list[ExampleScore] = field(default_factory=list)
 
     def as_metrics(self) -> dict[str, Any]:
         """Flat metrics plus a `schedules` table, JSON-ready (the EvalRecord's `metrics`)."""
@@ -130,9 +156,15 @@ def _is_audio_target(targets: torch.Tensor, vocab: SpeechVocab) -> torch.Tensor:
 
 @torch.inference_mode()
 def score_examples(
-    model: Qwen2MCTPForCausalLM, examples: Sequence[Example], vocab: SpeechVocab
+    model: Qwen2MCTPForCausalLM,
+    examples: Sequence[Example],
+    vocab: SpeechVocab,
+    per_example: list[ExampleScore] | None = None,
 ) -> dict[str, Any]:
-    """Losses, perplexities and top-1 accuracies over `examples` (one forward each)."""
+    """Losses, perplexities and top-1 accuracies over `examples` (one forward each).
+
+    With `per_example`, each example's own loss and audio-token accuracy are appended.
+    """
     sums = _Sums()
     device = next(model.parameters()).device
     for example in examples:
@@ -142,6 +174,20 @@ def score_examples(
         main = _targets(labels, 1)
         audio = _is_audio_target(main, vocab)
         logits = output.logits[0]
+        if per_example is not None:
+            own = _Sums()
+            own.add("main", logits, main)
+            own.add("audio", logits, main.masked_fill(~audio, IGNORE_INDEX))
+            per_example.append(
+                ExampleScore(
+                    key=example.key,
+                    task=example.task,
+                    source=example.source,
+                    loss=own.loss("main"),
+                    n_audio_targets=own.count["audio"],
+                    n_audio_correct=own.correct["audio"],
+                )
+            )
         sums.add("main", logits, main)
         sums.add("text", logits, main.masked_fill(audio, IGNORE_INDEX))
         sums.add("audio", logits, main.masked_fill(~audio, IGNORE_INDEX))
@@ -159,6 +205,8 @@ def score_examples(
         "n_audio_targets": sums.count["audio"],
         "main_loss": sums.loss("main"),
         "main_top1": sums.accuracy("main"),
+        "text_top1": sums.accuracy("text"),
+        "audio_top1": sums.accuracy("audio"),
         "text_loss": sums.loss("text"),
         "text_ppl": ppl(sums.loss("text")),
         "audio_loss": sums.loss("audio"),
@@ -236,6 +284,9 @@ def evaluate_checkpoint(
     if unknown:
         raise ValueError(f"unknown schedule(s) {', '.join(unknown)}; known: {', '.join(SCHEDULES)}")
     model = load_base_model(checkpoint).eval()
+    # One accelerator when there is one: transcribing a test set token by token on CPU
+    # takes hours at upstream's size.
+    model = model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer, vocab = load_text_tokenizer(checkpoint)
     split = load_release_split(lake_root, release, settings.split)
     if split.n_utterances == 0:
@@ -249,8 +300,26 @@ def evaluate_checkpoint(
     if not chosen:
         raise ValueError(f"release {release!r} split {settings.split!r} gave no examples")
     say(f"scoring {len(chosen)} held-out examples of {release}/{settings.split}")
-    metrics = score_examples(model, chosen, vocab)
+    example_scores: list[ExampleScore] = []
+    metrics = score_examples(model, chosen, vocab, per_example=example_scores)
     metrics["num_mctp_modules"] = model.num_mctp_modules
+    transcriptions: list[Transcription] = []
+    if settings.asr:
+        say(f"transcribing {release}/{settings.split} (greedy, Vanilla schedule)")
+        counts = DataCounts()
+        transcriptions = transcribe_split(
+            model,
+            tokenizer,
+            vocab,
+            split,
+            max_utterances=settings.asr_max_utterances,
+            max_new_tokens=settings.asr_max_new_tokens,
+            progress=say,
+            counts=counts,
+        )
+        metrics["asr"] = asr_summary(transcriptions)
+        metrics["asr"]["skipped_no_text"] = counts.skipped_no_text
+        metrics["asr"]["skipped_unsafe_text"] = counts.skipped_unsafe_text
     prompts = [decode_prompt(e) for e in by_task["tts"][: settings.decode_prompts]]
     if not prompts:
         prompts = [decode_prompt(e) for e in chosen[: settings.decode_prompts]]
@@ -268,4 +337,36 @@ def evaluate_checkpoint(
         split=settings.split,
         metrics=metrics,
         schedules=schedules,
+        transcriptions=transcriptions,
+        example_scores=example_scores,
     )
+
+
+def asr_summary(transcriptions: Sequence[Transcription]) -> dict[str, Any]:
+    """Corpus figures of the transcriptions per metric (WER and CER never mixed): utterances,
+    reference units, S/D/I, error rate (total errors / total reference units), and the
+    share of transcripts that ended with <|im_end|> within their budget."""
+    by_metric: dict[str, dict[str, Any]] = {}
+    for t in transcriptions:
+        row = by_metric.setdefault(
+            t.score.metric,
+            {
+                "n_utterances": 0,
+                "n_ref_units": 0,
+                "n_errors": 0,
+                "substitutions": 0,
+                "deletions": 0,
+                "insertions": 0,
+                "n_stopped": 0,
+            },
+        )
+        row["n_utterances"] += 1
+        row["n_ref_units"] += t.score.n_ref_units
+        row["n_errors"] += t.score.n_errors
+        row["substitutions"] += t.score.substitutions
+        row["deletions"] += t.score.deletions
+        row["insertions"] += t.score.insertions
+        row["n_stopped"] += int(t.stopped)
+    for row in by_metric.values():
+        row["error_rate"] = row["n_errors"] / row["n_ref_units"] if row["n_ref_units"] else None
+    return {"n_utterances": len(transcriptions), "by_metric": dict(sorted(by_metric.items()))}

@@ -1,8 +1,8 @@
 """Loading the catalogue's tables from the lake files, the same way for a rebuild and an update.
 
 Why this module is long: every table's load (units, sources, releases, runs,
-evaluations) shares one delete-and-reload protocol and one SQL vocabulary; split, the
-update and the rebuild could drift apart.
+evaluations and their per-utterance scores) shares one delete-and-reload protocol and
+one SQL vocabulary; split, the update and the rebuild could drift apart.
 
 Each entity (work unit, source, release, run, evaluation) is loaded by deleting its
 rows and re-reading its files, so an updated catalogue equals a rebuilt one.
@@ -45,12 +45,12 @@ from pipelines.catalogue.tables import (
     TABLES,
     table_arrow_schema,
 )
-from pipelines.lake.paths import Lake
+from pipelines.lake.paths import EVAL_UTTERANCES_SUFFIX, Lake
 from pipelines.project import Project
 from schemas import MANIFEST_ARROW_SCHEMA, QUALITY_ARROW_SCHEMA
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release
 from schemas.shards import CODE_INDEX_ARROW_SCHEMA, SHARD_INDEX_ARROW_SCHEMA
-from schemas.training import EvalRecord, RunRecord
+from schemas.training import EVAL_UTTERANCE_ARROW_SCHEMA, EvalRecord, RunRecord
 
 BATCH_MANIFEST_BYTES = 64 * 2**20
 """Manifest bytes loaded per statement (about a million utterances): bounds the joins' memory."""
@@ -66,6 +66,7 @@ _EMPTY_SCHEMAS = {
     "shard_index": SHARD_INDEX_ARROW_SCHEMA,
     "code_index": CODE_INDEX_ARROW_SCHEMA,
     "release_utterances": RELEASE_UTTERANCE_ARROW_SCHEMA,
+    "eval_utterances": EVAL_UTTERANCE_ARROW_SCHEMA,
 }
 
 
@@ -361,6 +362,9 @@ def _load_releases(
         row = release.model_dump(exclude=set(RELEASE_NESTED))
         for field_name, column in RELEASE_RENAMED.items():
             row[column] = row.pop(field_name)
+        for column, duck_type in TABLES["releases"]:
+            if duck_type == "JSON":
+                row[column] = json.dumps(row[column], sort_keys=True)
         release_rows.append(row)
         for field_name, kind in RELEASE_SHARD_KINDS.items():
             shard_rows.extend(
@@ -379,10 +383,21 @@ def _load_releases(
         con.execute(
             f"""
             INSERT INTO release_utterances BY NAME
-            SELECT {_UNIT_OF_INDEX} AS release, {", ".join(RELEASE_UTTERANCE_ARROW_SCHEMA.names)}
+            SELECT {_UNIT_OF_INDEX} AS release,
+                   {_present_columns(con, relation, RELEASE_UTTERANCE_ARROW_SCHEMA)}
             FROM {relation}
             """
         )
+
+
+def _present_columns(con: duckdb.DuckDBPyConnection, relation: str, schema: pa.Schema) -> str:
+    """SQL selecting `schema`'s columns from `relation`, NULL for those its files lack.
+
+    Files written before a contract gained a field (e.g. a release's `eval_set`) lack
+    its column; their rows read as the field's default, None.
+    """
+    found = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+    return ", ".join(name if name in found else f"NULL AS {name}" for name in schema.names)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -452,6 +467,50 @@ def _load_records(
                 row[name] = json.dumps(row[name], sort_keys=True)
         rows.append(row)
     insert_rows(con, table, rows, table_arrow_schema(table))
+    if kind == "eval":
+        _load_eval_utterances(con, lake, files, ids, {row["eval_id"] for row in rows})
+
+
+def _load_eval_utterances(
+    con: duckdb.DuckDBPyConnection,
+    lake: Lake,
+    files: list[LakeFile],
+    ids: set[str],
+    registered: set[str],
+) -> None:
+    """Replace the `eval_utterances` rows of evaluations `ids` with their parquet files.
+
+    Rows are loaded only for an evaluation whose record exists (`registered`): the
+    record is written last, so per-utterance rows without one are an evaluation still
+    being written. Every row must name the evaluation its file is named after.
+    """
+    con.execute(f"DELETE FROM eval_utterances WHERE eval_id IN {_in_list(ids)}")
+    wanted = [f for f in files if f.kind == "eval_utterances" and f.entity in registered]
+    if not wanted:
+        return
+    relation = _parquet_relation(con, "eval_utterances", [lake.root / f.path for f in wanted])
+    try:
+        stray = con.execute(
+            f"""
+            SELECT filename, eval_id FROM {relation}
+            WHERE parse_filename(filename) IS DISTINCT FROM
+                  eval_id || {_sql_str(EVAL_UTTERANCES_SUFFIX)}
+            LIMIT 1
+            """
+        ).fetchone()
+        if stray is not None:
+            raise CatalogueError(f"{stray[0]}: holds rows of evaluation {stray[1]!r}, not its own")
+        con.execute(
+            f"""
+            INSERT INTO eval_utterances BY NAME
+            SELECT {_present_columns(con, relation, EVAL_UTTERANCE_ARROW_SCHEMA)}
+            FROM {relation}
+            """
+        )
+    except duckdb.Error as error:
+        raise CatalogueError(
+            f"evaluation rows of {', '.join(sorted(registered))}: {error}"
+        ) from error
 
 
 def _record_files(

@@ -14,7 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.lake.paths import RECORD_FILE_SUFFIX, UNIT_FILE_SUFFIX, Lake
+from pipelines.lake.paths import (
+    EVAL_UTTERANCES_SUFFIX,
+    RECORD_FILE_SUFFIX,
+    UNIT_FILE_SUFFIX,
+    Lake,
+)
 
 # Lake file kinds, and the entity each kind's files belong to. A unit's `code_index` is
 # the one of the configured tokenizer only: codes of other tokenizers are not catalogued.
@@ -26,6 +31,7 @@ GROUP_OF_KIND = {
     **dict.fromkeys(RELEASE_KINDS, "release"),
     "run": "run",
     "eval": "eval",
+    "eval_utterances": "eval",
 }
 GROUPS = ("unit", "source", "release", "run", "eval")
 
@@ -76,7 +82,7 @@ def scan_lake(lake: Lake, tokenizer_sha256: str | None) -> list[LakeFile]:
     shard index of tokenizer `tokenizer_sha256` (the configured one; None while its
     checkpoint does not exist: no code index then); per source: its units index; per
     release: its `Release` record and utterances; every training-run and evaluation
-    record (`Lake` says where each lies).
+    record, and each evaluation's per-utterance scores (`Lake` says where each lies).
 
     The code index's path names its tokenizer, so configuring another tokenizer
     changes the files of exactly the units that have codes of either.
@@ -119,6 +125,9 @@ def scan_lake(lake: Lake, tokenizer_sha256: str | None) -> list[LakeFile]:
         if folder.is_dir():
             for entry in _files(folder, RECORD_FILE_SUFFIX):
                 add(entry.path, kind, entry.name.removesuffix(RECORD_FILE_SUFFIX))
+    if lake.evals_dir().is_dir():
+        for entry in _files(lake.evals_dir(), EVAL_UTTERANCES_SUFFIX):
+            add(entry.path, "eval_utterances", entry.name.removesuffix(EVAL_UTTERANCES_SUFFIX))
     found.sort(key=lambda f: f.path)
     return found
 

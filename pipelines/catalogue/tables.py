@@ -2,8 +2,8 @@
 
 The tables that mirror a contract of `schemas/` take their columns from it:
 `releases`, `release_shards` and `release_utterances` from `schemas/release.py`,
-`runs` and `evals` from `schemas/training.py` (one column per model field, in the
-model's order, typed through the model's Arrow schema), so a field added to a
+`runs`, `evals` and `eval_utterances` from `schemas/training.py` (one column per model
+field, in the model's order, typed through the model's Arrow schema), so a field added to a
 contract becomes a column without a change here. The other tables join or
 summarise several lake files and are written out. Every table and view is
 documented in `docs/catalogue.md`.
@@ -20,9 +20,9 @@ from pydantic import BaseModel, create_model
 
 from schemas.arrow import arrow_schema
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard
-from schemas.training import EvalRecord, RunRecord
+from schemas.training import EVAL_UTTERANCE_ARROW_SCHEMA, EvalRecord, RunRecord
 
-CATALOGUE_SCHEMA_VERSION = 3
+CATALOGUE_SCHEMA_VERSION = 4
 """Bumped whenever a table or view changes; `update_catalogue` rebuilds older files."""
 
 # DuckDB's type for each Arrow type a contract field can have as a catalogue column.
@@ -235,6 +235,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
     "release_utterances": [("release", "VARCHAR"), *arrow_columns(RELEASE_UTTERANCE_ARROW_SCHEMA)],
     "runs": model_columns(RunRecord),
     "evals": model_columns(EvalRecord),
+    "eval_utterances": arrow_columns(EVAL_UTTERANCE_ARROW_SCHEMA),
     "lake_files": [
         ("path", "VARCHAR"),
         ("kind", "VARCHAR"),
@@ -244,6 +245,63 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("inode", "BIGINT"),
     ],
 }
+
+SNR_BUCKET_DB = 5
+"""Width of the WADA-SNR buckets of `snr_histogram` and `eval_by_snr` (dB)."""
+
+SNR_BUCKET_SQL = f"floor(u.wada_snr_db / {SNR_BUCKET_DB}) * {SNR_BUCKET_DB}"
+"""Lower edge of an utterance's 5 dB WADA-SNR bucket (`u` is the `utterances` row)."""
+
+DURATION_BUCKETS_S: tuple[float, ...] = (0.0, 2.0, 5.0, 10.0, 20.0, 30.0)
+"""Lower edges of the duration buckets of `eval_by_duration` (s); the last is open-ended."""
+
+
+def _duration_bucket_sql(column: str) -> str:
+    """SQL of the lower edge of `column`'s duration bucket (`DURATION_BUCKETS_S`)."""
+    edges = sorted(DURATION_BUCKETS_S, reverse=True)
+    cases = " ".join(f"WHEN {column} >= {edge} THEN {edge}" for edge in edges)
+    return f"CASE {cases} END"
+
+
+DURATION_BUCKET_SQL = _duration_bucket_sql("u.duration_s")
+"""Lower edge of an utterance's duration bucket (`u` is the `utterances` row)."""
+
+# Totals of a group of `eval_utterances` rows `e`: the corpus error rate is total errors
+# over total reference units (never the mean of per-utterance rates).
+_EVAL_TOTALS = """count(*) AS n_utterances, sum(e.n_ref_units) AS n_ref_units,
+               sum(e.n_errors) AS n_errors, sum(e.substitutions) AS substitutions,
+               sum(e.deletions) AS deletions, sum(e.insertions) AS insertions,
+               sum(e.n_errors) / nullif(sum(e.n_ref_units), 0) AS error_rate,
+               avg(e.loss) AS mean_loss"""
+
+
+def _eval_breakdown_sql(columns: str, group: str, where: str = "TRUE") -> str:
+    """A view of error rates per evaluation, task, metric and `columns` (over `utterances`)."""
+    return f"""
+        SELECT e.eval_id, e.task, e.metric, {columns}, {_EVAL_TOTALS}
+        FROM eval_utterances e JOIN utterances u ON u.utterance_id = e.utterance_id
+        WHERE {where}
+        GROUP BY e.eval_id, e.task, e.metric, {group}"""
+
+
+EVAL_VIEWS: dict[str, str] = {
+    "eval_error_rates": f"""
+        SELECT e.eval_id, e.eval_set, e.task, e.metric, {_EVAL_TOTALS}
+        FROM eval_utterances e GROUP BY e.eval_id, e.eval_set, e.task, e.metric""",
+    "eval_by_source": _eval_breakdown_sql("u.source", "u.source"),
+    "eval_by_language": _eval_breakdown_sql("u.language", "u.language"),
+    "eval_by_speaker": _eval_breakdown_sql("u.source, u.speaker", "u.source, u.speaker"),
+    "eval_by_snr": _eval_breakdown_sql(
+        f"{SNR_BUCKET_SQL} AS snr_db_from, {SNR_BUCKET_SQL} + {SNR_BUCKET_DB} AS snr_db_to",
+        "snr_db_from, snr_db_to",
+        "u.wada_snr_db IS NOT NULL",
+    ),
+    "eval_by_duration": _eval_breakdown_sql(
+        f"{DURATION_BUCKET_SQL} AS duration_s_from", "duration_s_from", "u.duration_s IS NOT NULL"
+    ),
+}
+"""Error rates of every evaluation per set, and broken down by the data's own properties:
+source, language, speaker, 5 dB WADA-SNR bucket, duration bucket (docs/evaluation.md)."""
 
 VIEWS: dict[str, str] = {
     "accepted": "SELECT * FROM utterances WHERE status = 'accepted'",
@@ -276,6 +334,7 @@ VIEWS: dict[str, str] = {
                coalesce(c.n_pending, 0) AS n_pending, coalesce(c.n_tokenized, 0) AS n_tokenized,
                coalesce(c.n_sharded, 0) AS n_sharded
         FROM units u FULL OUTER JOIN counted c ON c.unit = u.unit""",
+    **EVAL_VIEWS,
 }
 
 

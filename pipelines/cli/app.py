@@ -2,8 +2,9 @@
 
 Commands act on the project in the current folder, or the one given with
 `--project DIR`. The commands that start Dagster runs or the webserver (`run`, `ui`,
-`demo`) live in `assets/cli.py`, which passes them to `build_app` and is the console
-entry point; `app` here is the command line without them (no Dagster import anywhere).
+`demo`) or read the Dagster instance (`status`) live in `assets/cli.py`, which passes
+them to `build_app` and is the console entry point; `app` here is the command line
+without them (no Dagster import anywhere).
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ Command = Callable[..., None]
 
 
 def build_app(
-    *, run: Command | None = None, ui: Command | None = None, demo: Command | None = None
+    *,
+    run: Command | None = None,
+    status: Command | None = None,
+    ui: Command | None = None,
+    demo: Command | None = None,
 ) -> typer.Typer:
-    """The `voxlake` typer app; `run`, `ui` and `demo` come from `assets/cli.py`.
+    """The `voxlake` typer app; `run`, `status`, `ui` and `demo` come from `assets/cli.py`.
 
     Commands are registered in the order `voxlake --help` lists them, the Dagster ones
     included where they belong.
@@ -40,16 +45,17 @@ def build_app(
     app.add_typer(source_app, name="source")
     app.add_typer(fixtures_app, name="fixtures")
     app.add_typer(tokenizer_app, name="tokenizer")
+    app.add_typer(training.build_eval_app(), name="eval")
 
     commands: list[tuple[str, Command | None]] = [
         ("init", project.init),
         ("run", run),
+        ("status", status),
         ("query", catalogue.query),
         ("summary", catalogue.summary),
         ("report", quality.report),
         ("audit", releases.audit),
         ("lineage", training.lineage_command),
-        ("eval", training.eval_command),
         ("tokenize", tokenizer.tokenize),
         ("ui", ui),
         ("demo", demo),
@@ -65,6 +71,7 @@ def build_app(
     release_app.command("list")(releases.release_list)
     export_app.command("vita-jsonl")(releases.export_vita)
     export_app.command("hf")(releases.export_hf_command)
+    export_app.command("lhotse")(releases.export_lhotse_command)
     tokenizer_app.command("make-demo")(tokenizer.tokenizer_make_demo)
     fixtures_app.command("make")(corpus.fixtures_make)
     return app

@@ -30,6 +30,11 @@ def _print_release_and_audit(project: Project) -> bool:
         f"({release.n_duplicates_dropped} duplicates dropped); codes from the "
         f"{'random-weight DEMO' if release.tokenizer_is_demo else 'configured'} tokenizer"
     )
+    sets = ", ".join(f"{name} ({n})" for name, n in release.eval_sets.items()) or "none"
+    render.print_message(
+        f"evaluation sets (test only): {sets}; {release.n_held_back} utterances held back "
+        "(same PCM as an evaluation-set utterance)"
+    )
     render.print_arrow(release_summary(utterances).to_arrow(), "table")
     with render.status("auditing the release"):
         result = run_audit(project, release=name, sample=10)
@@ -66,9 +71,15 @@ def _print_training(project: Project) -> Path | None:
         f"'{run.checkpoint_sha256}' ORDER BY created_at DESC LIMIT 1",
     ).to_pylist()
     if evals:
-        render.print_eval_table(
-            json.loads(evals[0]["metrics"]), f"evaluation {evals[0]['eval_id']}"
-        )
+        from pipelines.cli.training import print_eval_sets
+        from pipelines.steps.evaluation import RANDOM_WEIGHTS_NOTE
+
+        metrics = json.loads(evals[0]["metrics"])
+        render.print_eval_table(metrics, f"evaluation {evals[0]['eval_id']}")
+        print_eval_sets(metrics)
+        if metrics.get("tokenizer_is_demo"):
+            render.print_note(RANDOM_WEIGHTS_NOTE)
+        render.print_message(f"evaluation report: {project.lake.eval_report(evals[0]['eval_id'])}")
     try:
         render.print_lineage(lineage(project, run.run_id), max_items=5)
     except LineageError as error:

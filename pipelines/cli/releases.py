@@ -1,4 +1,5 @@
-"""Commands on releases: `release create | show | list`, `audit`, `export vita-jsonl | hf`."""
+"""Commands on releases: `release create | show | list`, `audit`,
+`export vita-jsonl | hf | lhotse`."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ def release_create(
         f"{len(release.code_shards)} code shards, "
         f"{release.n_duplicates_dropped} duplicates dropped -> {made.folder}"
     )
+    sets = ", ".join(f"{name} ({n})" for name, n in release.eval_sets.items()) or "none"
+    render.print_message(
+        f"evaluation sets (test only): {sets}; {release.n_held_back} utterances held back "
+        "from every split (same PCM as an evaluation-set utterance)"
+    )
     if release.tokenizer_is_demo:
         render.print_warning("codes come from the random-weight demo tokenizer")
     render.print_arrow(release_summary(load_release(project, name)[1]).to_arrow(), "table")
@@ -94,12 +100,20 @@ def release_list(project_dir: ProjectOption = None) -> None:
 def audit(
     release: Annotated[str | None, typer.Option("--release", help="audit one release")] = None,
     source: Annotated[str | None, typer.Option("--source", help="audit one source")] = None,
-    sample: Annotated[int, typer.Option("--sample", help="utterances to re-measure")] = 20,
-    out: Annotated[Path | None, typer.Option("--out", help="HTML report file")] = None,
+    sample: Annotated[
+        int,
+        typer.Option(
+            "--sample", min=0, help="utterances per source to re-measure, re-tokenize and play"
+        ),
+    ] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the sample's draw")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML report (default lake/reports/audit.html)")
+    ] = None,
     project_dir: ProjectOption = None,
 ) -> None:
-    """Verify audio and code shards against the catalogue; re-measure and re-tokenize a
-    sample."""
+    """Verify audio and code shards against the catalogue; re-measure, re-tokenize and
+    write a report to listen to for a seeded sample per source."""
     from pipelines.catalogue.errors import CatalogueError
     from pipelines.releases.audit import audit as run_audit
     from pipelines.releases.create import ReleaseError
@@ -107,7 +121,9 @@ def audit(
     project = load(project_dir)
     try:
         with render.status("auditing shards"):
-            result = run_audit(project, release=release, source=source, sample=sample, report=out)
+            result = run_audit(
+                project, release=release, source=source, sample=sample, seed=seed, report=out
+            )
     except (CatalogueError, ReleaseError) as error:
         raise fail(str(error)) from error
     render.print_message(
@@ -158,5 +174,39 @@ def export_hf_command(
     try:
         stats = export_hf(load(project_dir), release, out, with_audio=not codes_only)
     except (ExportError, ReleaseError) as error:
+        raise fail(str(error)) from error
+    render.print_message(f"exported release {release} to {out}: {json.dumps(stats.counts())}")
+
+
+def export_lhotse_command(
+    out: Annotated[Path, typer.Argument(help="output folder")],
+    release: Annotated[str, typer.Option("--release", help="release name")],
+    shar: Annotated[
+        bool, typer.Option("--shar", help="lhotse Shar (audio inside tars) instead of manifests")
+    ] = False,
+    shard_size: Annotated[
+        int, typer.Option("--shard-size", min=1, help="cuts per Shar shard")
+    ] = 1000,
+    relative_paths: Annotated[
+        bool, typer.Option("--relative-paths", help="audio paths relative to the output folder")
+    ] = False,
+    project_dir: ProjectOption = None,
+) -> None:
+    """A lhotse CutSet: recordings, supervisions and cuts manifests with FLAC files, or Shar."""
+    from pipelines.releases.create import ReleaseError
+    from pipelines.releases.export.lhotse import export_lhotse
+    from pipelines.releases.export.staging import ExportError
+    from pipelines.sources.lhotse import LhotseMissingError
+
+    try:
+        stats = export_lhotse(
+            load(project_dir),
+            release,
+            out,
+            shar=shar,
+            shard_size=shard_size,
+            absolute_paths=not relative_paths,
+        )
+    except (ExportError, ReleaseError, LhotseMissingError) as error:
         raise fail(str(error)) from error
     render.print_message(f"exported release {release} to {out}: {json.dumps(stats.counts())}")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipelines.lineage import Lineage, ReleaseLink
+    from pipelines.status import ProjectStatus
     from schemas import Release, SourceConfig
     from schemas.training import RunRecord
 
@@ -366,3 +367,84 @@ def lineage_tree(result: Lineage, max_items: int = 20) -> Tree:
             f"{_when(evaluation.created_at)}, metrics {escape(_key_metrics(evaluation.metrics))}"
         )
     return root
+
+
+# ---------------------------------------------------------------------------
+# Status
+
+_STATE_STYLE = {"failed": "red", "stale": "yellow", "never": "dim", "current": "green"}
+# Failed or stale units named per source under the tables; the JSON lists all.
+_UNITS_NAMED = 5
+
+
+def print_status(status: ProjectStatus) -> None:
+    """`voxlake status`: units, utterances and last run per source, in tables that fit 80
+    columns (ids wrap, never cut), then the failed and stale units by name."""
+    from rich import box
+
+    def count(n: int, style: str | None = None) -> str:
+        return f"[{style}]{n}[/]" if n and style else str(n)
+
+    units = Table(title="units", box=box.SIMPLE_HEAD, title_justify="left")
+    units.add_column("source", overflow="fold")
+    units.add_column("inventory")
+    for name in ("planned", "done", "failed", "stale", "pending"):
+        units.add_column(name, justify="right")
+    utterances = Table(title="utterances", box=box.SIMPLE_HEAD, title_justify="left")
+    utterances.add_column("source", overflow="fold")
+    for name in ("planned", "accepted", "rejected", "pending"):
+        utterances.add_column(name, justify="right")
+    utterances.add_column("hours acc/plan", justify="right")
+    runs = Table(title="last run", box=box.SIMPLE_HEAD, title_justify="left")
+    runs.add_column("source", overflow="fold")
+    runs.add_column("result")
+    runs.add_column("ended (UTC)")
+    runs.add_column("run id", overflow="fold")
+    for s in status.sources:
+        name = escape(s.source)
+        inventory = s.inventory.value
+        units.add_row(
+            name,
+            f"[{_STATE_STYLE.get(inventory, 'default')}]{inventory}[/]",
+            str(s.units_planned),
+            count(s.units_done, "green"),
+            count(s.units_failed, "red"),
+            count(s.units_stale, "yellow"),
+            str(s.units_pending),
+        )
+        utterances.add_row(
+            name,
+            str(s.utterances_planned),
+            str(s.utterances_accepted),
+            str(s.utterances_rejected),
+            str(s.utterances_pending),
+            f"{s.accepted_hours:.2f}/{s.planned_hours:.2f}",
+        )
+        run = s.last_run
+        if run is None:
+            runs.add_row(name, "[dim]none[/]", "", "")
+        else:
+            ended = f"{run.ended_at:%Y-%m-%d %H:%M}" if run.ended_at else "running"
+            style = "green" if run.succeeded else "red" if run.status == "FAILURE" else "yellow"
+            result = f"[{style}]{run.status}[/]"
+            if run.failed_runs and run.runs > 1:
+                result += f" ({run.failed_runs} of {run.runs} runs)"
+            runs.add_row(name, result, ended, escape(run.run_id))
+    if not status.sources:
+        console.print("no sources: add one with `voxlake source add`")
+        return
+    for table in (units, utterances, runs):
+        console.print(table)
+    for s in status.sources:
+        for label, named in (("failed", s.failed_units), ("stale", s.stale_units)):
+            if named:
+                more = f" and {len(named) - _UNITS_NAMED} more" if len(named) > _UNITS_NAMED else ""
+                console.print(
+                    f"{escape(s.source)}: {label} units {escape(', '.join(named[:_UNITS_NAMED]))}"
+                    f"{more}",
+                    highlight=False,
+                )
+    if any(s.units_failed or s.units_stale or s.units_pending for s in status.sources) or any(
+        s.inventory.value in ("stale", "never", "failed") for s in status.sources
+    ):
+        console.print("`voxlake run` does what is pending, stale or failed; --json lists all")

@@ -8,6 +8,7 @@ from pathlib import Path
 from pipelines.demo.corpus.expected import DEMO_SOURCE_RULES
 from pipelines.project import PROJECT_FILE, Project, init_project, load_project
 from schemas import ProjectConfig, QualityPolicy, ReleaseSpec, SourceConfig
+from schemas.release import DEFAULT_EVAL_SPLITS
 from schemas.training import EvalSettings, TrainingConfig
 
 # This file is pipelines/demo/project.py: the repository root is three folders up.
@@ -30,8 +31,17 @@ DEMO_SOURCES: list[tuple[str, str, str, dict[str, object]]] = [
 DEMO_POLICY = QualityPolicy.model_validate({"sources": DEMO_SOURCE_RULES})
 
 
-# Every accepted utterance, speakers split 80/10/10, exact duplicates dropped.
-DEMO_RELEASE = ReleaseSpec(name="demo-v1", where="TRUE", dev=0.1, test=0.1, dedup=True)
+# Every accepted utterance, speakers split 80/10/10, exact duplicates dropped. The
+# evaluation sets go to test only: WenetSpeech's test_net (a default) and, as the demo
+# LibriSpeech has no test split, its dev-clean-2.
+DEMO_RELEASE = ReleaseSpec(
+    name="demo-v1",
+    where="TRUE",
+    dev=0.1,
+    test=0.1,
+    dedup=True,
+    eval_splits=[*DEFAULT_EVAL_SPLITS, "librispeech/dev-clean-2"],
+)
 
 
 # The four stages with the CPU-sized `tiny` profile on the demo release (a demo BPE text

@@ -8,7 +8,8 @@ lake/
   shards/<source>/<unit>/audio-000000.tar …, index.parquet
   codes/<tokenizer>/<source>/<unit>/codes-000000.tar …, index.parquet
   releases/<name>/release.json, utterances.parquet
-  runs/<run_id>.json  evals/<eval_id>.json  checkpoints/<run_id>/  tokenizers/<release>/
+  runs/<run_id>.json  evals/<eval_id>.json, <eval_id>.utterances.parquet
+  checkpoints/<run_id>/  tokenizers/<release>/
   reports/
 ```
 File names inside a shard folder and a release folder are contracts of their
@@ -38,6 +39,8 @@ UNIT_FILE_SUFFIX = ".parquet"
 """Suffix of a unit's manifest and quality files (`<source>/<unit>.parquet`)."""
 RECORD_FILE_SUFFIX = ".json"
 """Suffix of a training-run or evaluation record (`<run_id>.json`, `<eval_id>.json`)."""
+EVAL_UTTERANCES_SUFFIX = ".utterances.parquet"
+"""Suffix of an evaluation's per-utterance rows (`<eval_id>.utterances.parquet`)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,14 @@ class Lake:
     def eval_record(self, eval_id: str) -> Path:
         """One evaluation's record."""
         return self.evals_dir() / f"{eval_id}.json"
+
+    def eval_utterances(self, eval_id: str) -> Path:
+        """One evaluation's per-utterance scores (`schemas.training.EvalUtterance` rows)."""
+        return self.evals_dir() / f"{eval_id}{EVAL_UTTERANCES_SUFFIX}"
+
+    def eval_report(self, eval_id: str) -> Path:
+        """One evaluation's self-contained HTML report."""
+        return self.reports_dir() / f"{eval_id}.html"
 
     def checkpoints_dir(self) -> Path:
         """Folder of the training runs' folders (checkpoints, logs)."""

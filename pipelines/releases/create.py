@@ -10,6 +10,13 @@ that exists cannot be created again, and a crash leaves no half release.
 knows (`shards`, `code_shards`); each utterance row names its audio shard
 (`shard`) and its code shard (`codes_shard`).
 Registering it in the catalogue is the single writer's job (`update_catalogue`).
+
+Evaluation sets are kept out of training: an utterance of a source split named in
+`spec.eval_splits` (LibriSpeech test-clean, WenetSpeech test_net, ...) goes to `test`
+whatever its speaker's bucket says, tagged with its set (`eval_set`); an utterance with
+the same PCM hash as any evaluation-set utterance in the catalogue (selected or not, of
+any source, accepted or not) is held back from every split (`held_back_for`), and the
+release counts them (`n_held_back`).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pipelines.lake.atomic import write_parquet_atomic
 from pipelines.project import Project
 from pipelines.version import code_version
 from schemas import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard, ReleaseSpec
-from schemas.release import RELEASE_FILE, UTTERANCES_FILE
+from schemas.release import RELEASE_FILE, UTTERANCES_FILE, eval_set_name
 
 
 class ReleaseError(Exception):
@@ -66,7 +73,8 @@ def _selection(con: duckdb.DuckDBPyConnection, where: str) -> pl.DataFrame:
         raise ReleaseError("--where must be a single SQL predicate (no ';')")
     sql = f"""
         SELECT utterance_id, key, shard, codes_shard, source, unit, language, speaker,
-               duration_s, pcm_sha256, policy_version, tokenizer_sha256, tokenizer_is_demo
+               duration_s, pcm_sha256, policy_version, tokenizer_sha256, tokenizer_is_demo,
+               split AS source_split
         FROM utterances
         WHERE status = 'accepted' AND shard IS NOT NULL AND codes_shard IS NOT NULL
           AND ({where})
@@ -81,19 +89,81 @@ def _selection(con: duckdb.DuckDBPyConnection, where: str) -> pl.DataFrame:
     return frame
 
 
-def _split_rows(frame: pl.DataFrame, spec: ReleaseSpec) -> list[dict]:
+def is_eval_split(source: str, split: str | None, eval_splits: list[str]) -> bool:
+    """Whether `source`'s split `split` is an evaluation set under `eval_splits`.
+
+    An entry is a split name (any source) or `source/split`.
+
+    >>> is_eval_split("librispeech", "test-clean", ["test-clean"])
+    True
+    >>> is_eval_split("librispeech", "dev-clean", ["test-clean", "wenetspeech/dev"])
+    False
+    >>> is_eval_split("wenetspeech", "dev", ["wenetspeech/dev"])
+    True
+    """
+    if split is None:
+        return False
+    return split in eval_splits or eval_set_name(source, split) in eval_splits
+
+
+def _eval_split_predicate(eval_splits: list[str]) -> str:
+    """SQL over `utterances`: the row is in one of `eval_splits` (FALSE for none)."""
+    if not eval_splits:
+        return "FALSE"
+    listed = ", ".join("'" + entry.replace("'", "''") + "'" for entry in sorted(eval_splits))
+    return f"(split IN ({listed}) OR source || '/' || split IN ({listed}))"
+
+
+def eval_set_hashes(con: duckdb.DuckDBPyConnection, eval_splits: list[str]) -> dict[str, str]:
+    """PCM hash -> the first (by id) evaluation-set utterance with it, over the whole catalogue.
+
+    Every utterance counts, whatever its status or source: a rejected test utterance is
+    still a test utterance, and its copy elsewhere must not train a model scored on it.
+    """
+    rows = con.execute(
+        f"""
+        SELECT pcm_sha256, min(utterance_id) FROM utterances
+        WHERE pcm_sha256 IS NOT NULL AND {_eval_split_predicate(eval_splits)}
+        GROUP BY pcm_sha256
+        """
+    ).fetchall()
+    return dict(rows)
+
+
+def _split_rows(
+    frame: pl.DataFrame, spec: ReleaseSpec, eval_by_hash: dict[str, str] | None = None
+) -> list[dict]:
+    """One release row per selected utterance: its split, or why it is in none.
+
+    `eval_by_hash` (from `eval_set_hashes`) maps the PCM hash of every evaluation-set
+    utterance of the lake to its id; a selected utterance outside the evaluation sets
+    with one of those hashes is held back.
+    """
     rows = frame.to_dicts()
+    eval_by_hash = eval_by_hash or {}
     kept_by_hash: dict[str, str] = {}
     out: list[dict] = []
     for row in rows:  # sorted by utterance_id: the first of a duplicate group is kept
+        eval_set = (
+            eval_set_name(row["source"], row["source_split"])
+            if is_eval_split(row["source"], row.get("source_split"), spec.eval_splits)
+            else None
+        )
+        held_back_for = None if eval_set else eval_by_hash.get(row["pcm_sha256"])
         duplicate_of = None
-        if spec.dedup:
+        if spec.dedup and held_back_for is None:
             first = kept_by_hash.setdefault(row["pcm_sha256"], row["utterance_id"])
             duplicate_of = first if first != row["utterance_id"] else None
         if spec.split_by == "speaker" and row["speaker"] is not None:
             group = f"{row['source']}/{row['speaker']}"
         else:
             group = row["utterance_id"]
+        if duplicate_of or held_back_for:
+            split = None
+        elif eval_set:
+            split = "test"  # an evaluation set never trains, whatever its speaker's bucket
+        else:
+            split = assign_split(group, spec.dev, spec.test)
         out.append(
             {
                 "utterance_id": row["utterance_id"],
@@ -104,8 +174,10 @@ def _split_rows(frame: pl.DataFrame, spec: ReleaseSpec) -> list[dict]:
                 "language": row["language"],
                 "speaker": row["speaker"],
                 "duration_s": row["duration_s"],
-                "split": None if duplicate_of else assign_split(group, spec.dev, spec.test),
+                "split": split,
                 "duplicate_of": duplicate_of,
+                "eval_set": None if split is None else eval_set,
+                "held_back_for": held_back_for,
             }
         )
     return out
@@ -157,8 +229,13 @@ def create_release(project: Project, spec: ReleaseSpec) -> CreatedRelease:
             )
         shards = _release_shards(con, "shards", frame["shard"])
         code_shards = _release_shards(con, "code_shards", frame["codes_shard"])
-    rows = _split_rows(frame, spec)
-    kept = [r for r in rows if r["duplicate_of"] is None]
+        eval_by_hash = eval_set_hashes(con, spec.eval_splits)
+    rows = _split_rows(frame, spec, eval_by_hash)
+    kept = [r for r in rows if r["split"] is not None]
+    eval_sets: dict[str, int] = {}
+    for row in kept:
+        if row["eval_set"] is not None:
+            eval_sets[row["eval_set"]] = eval_sets.get(row["eval_set"], 0) + 1
     release = Release(
         name=spec.name,
         created_at=dt.datetime.now(dt.UTC),
@@ -169,7 +246,10 @@ def create_release(project: Project, spec: ReleaseSpec) -> CreatedRelease:
         dedup=spec.dedup,
         n_utterances=len(kept),
         duration_s=round(sum(r["duration_s"] for r in kept), 3),
-        n_duplicates_dropped=len(rows) - len(kept),
+        n_duplicates_dropped=sum(r["duplicate_of"] is not None for r in rows),
+        eval_splits=list(spec.eval_splits),
+        eval_sets=dict(sorted(eval_sets.items())),
+        n_held_back=sum(r["held_back_for"] is not None for r in rows),
         policy_versions=sorted(set(frame["policy_version"].to_list())),
         tokenizer_sha256=sorted(set(frame["tokenizer_sha256"].to_list())),
         tokenizer_is_demo=bool(frame["tokenizer_is_demo"].any()),

@@ -15,18 +15,19 @@ from pipelines.cli.app import app as pipelines_app
 COMMANDS = [
     "init",
     "run",
+    "status",
     "query",
     "summary",
     "report",
     "audit",
     "lineage",
-    "eval",
     "tokenize",
     "ui",
     "demo",
 ]
-GROUPS = ["catalogue", "release", "export", "source", "fixtures", "tokenizer"]
-DAGSTER_COMMANDS = {"run", "ui", "demo"}
+# `eval` is a group (`run`, the default, `compare`, `report`).
+GROUPS = ["catalogue", "release", "export", "source", "fixtures", "tokenizer", "eval"]
+DAGSTER_COMMANDS = {"run", "status", "ui", "demo"}
 
 
 def _names(app: typer.Typer) -> list[str]:
