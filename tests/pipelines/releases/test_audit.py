@@ -23,49 +23,27 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.catalogue.build import update_catalogue
 from pipelines.catalogue.read import query_catalogue
 from pipelines.cli.app import app
-from pipelines.demo.project import demo_config
-from pipelines.project import Project, init_project, load_project
+from pipelines.project import Project, load_project
 from pipelines.releases.audit import audit, verify_release_shards
 from pipelines.releases.create import load_release
 from pipelines.shards.reader import read_code_index
-from pipelines.steps.inventory import inventory_source
-from pipelines.steps.manifest import build_manifest
-from pipelines.steps.quality import assess_unit
-from pipelines.steps.release import check_shards_intact, create_and_register
-from pipelines.steps.tokens import tokenize_unit
+from pipelines.steps.release import check_shards_intact
 from pipelines.tokenizer import configured_tokenizer_sha256
-from schemas import ProjectConfig, ReleaseSpec
 from schemas.hashing import file_sha256
 
 KEPT = {"librispeech", "wenetspeech"}
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> Project:
+def lake(
+    tmp_path_factory: pytest.TempPathFactory,
+    corpora: Path,
+    released_project: Callable[[Path, Path], Project],
+) -> Project:
     """Two corpora through inventory, manifest, quality and tokens; the catalogue; release r1."""
-    folder = tmp_path_factory.mktemp("audit") / "proj"
-    config = demo_config(folder, corpora).model_dump(mode="json")
-    # Absolute corpus paths, so that a copied project still finds its corpora.
-    config["sources"] = [
-        {**s, "path": str((folder / s["path"]).resolve())}
-        for s in config["sources"]
-        if s["name"] in KEPT
-    ]
-    config["quality"]["sources"] = {
-        k: v for k, v in config["quality"]["sources"].items() if k in KEPT
-    }
-    config["releases"] = []
-    project = init_project(folder, ProjectConfig.model_validate(config))
-    for source in project.config.sources:
-        for plan in inventory_source(source, project.directory, project.lake, project.config.units):
-            build_manifest(source, project.directory, project.lake, plan.unit, plan.n_inputs)
-            assess_unit(project, source, plan.unit)
-            tokenize_unit(project, source, plan.unit)
-    update_catalogue(project)
-    create_and_register(project, ReleaseSpec(name="r1", dev=0.3))
+    project = released_project(tmp_path_factory.mktemp("audit") / "proj", corpora)
     return project
 
 

@@ -21,6 +21,7 @@ import io
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -29,23 +30,17 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from pipelines.audio.pcm import pcm_sha256
-from pipelines.catalogue.build import update_catalogue
 from pipelines.catalogue.read import query_catalogue
 from pipelines.cli.app import app
-from pipelines.demo.project import demo_config
-from pipelines.project import Project, init_project
+from pipelines.project import Project
 from pipelines.releases.audit import audit
 from pipelines.releases.audit_report import MEASURE_LABELS
 from pipelines.releases.audit_sample import REMEASURE_TOLERANCE, code_agreement, draw_sample
 from pipelines.releases.create import load_release
 from pipelines.shards.reader import iter_shard_samples
-from pipelines.steps.inventory import inventory_source
-from pipelines.steps.manifest import build_manifest
-from pipelines.steps.quality import assess_unit
 from pipelines.steps.quality_report import write_report
-from pipelines.steps.release import create_and_register, create_configured_releases
-from pipelines.steps.tokens import tokenize_unit
-from schemas import ProjectConfig, ReleaseSpec
+from pipelines.steps.release import create_configured_releases
+from schemas import ReleaseSpec
 
 # The quality report's browser test owns the Chromium helper and the load probe.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "quality"))
@@ -57,28 +52,13 @@ PLAYER_ROW = re.compile(r"<tr><td><audio[^>]*></audio></td><td><code>([^<]+)</co
 
 
 @pytest.fixture(scope="module")
-def lake(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> Project:
+def lake(
+    tmp_path_factory: pytest.TempPathFactory,
+    corpora: Path,
+    released_project: Callable[[Path, Path], Project],
+) -> Project:
     """Two corpora through every per-unit step, the catalogue, release r1, a quality report."""
-    folder = tmp_path_factory.mktemp("audit-report") / "proj"
-    config = demo_config(folder, corpora).model_dump(mode="json")
-    # Absolute corpus paths, so that a copied project still finds its corpora.
-    config["sources"] = [
-        {**s, "path": str((folder / s["path"]).resolve())}
-        for s in config["sources"]
-        if s["name"] in KEPT
-    ]
-    config["quality"]["sources"] = {
-        k: v for k, v in config["quality"]["sources"].items() if k in KEPT
-    }
-    config["releases"] = []
-    project = init_project(folder, ProjectConfig.model_validate(config))
-    for source in project.config.sources:
-        for plan in inventory_source(source, project.directory, project.lake, project.config.units):
-            build_manifest(source, project.directory, project.lake, plan.unit, plan.n_inputs)
-            assess_unit(project, source, plan.unit)
-            tokenize_unit(project, source, plan.unit)
-    update_catalogue(project)
-    create_and_register(project, ReleaseSpec(name="r1", dev=0.3))
+    project = released_project(tmp_path_factory.mktemp("audit-report") / "proj", corpora)
     write_report(project)
     return project
 
