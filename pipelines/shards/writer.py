@@ -37,7 +37,9 @@ from schemas.shards import (
     _KEY_VALID,
     INDEX_NAME,
     TAR_ENCODING,
+    CodeIndexRow,
     ShardFormatError,
+    ShardIndexRow,
     ShardLimits,
     shard_name,
     shard_number,
@@ -82,6 +84,61 @@ class PlacedSample:
     shard_sha256: str
     shard_bytes: int
     ranges: tuple[tuple[int, int], ...]
+
+
+def audio_index_row(
+    placed: PlacedSample, source: str, unit: str, duration_s: float, pcm_sha256: str
+) -> ShardIndexRow:
+    """The audio shard index row of a placed `<key>.flac` + `<key>.json` sample."""
+    (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
+    return ShardIndexRow(
+        key=placed.sample.key,
+        utterance_id=placed.sample.utterance_id,
+        source=source,
+        unit=unit,
+        shard=placed.shard,
+        shard_sha256=placed.shard_sha256,
+        shard_bytes=placed.shard_bytes,
+        flac_offset=flac_offset,
+        flac_size=flac_size,
+        json_offset=json_offset,
+        json_size=json_size,
+        duration_s=duration_s,
+        pcm_sha256=pcm_sha256,
+    )
+
+
+def code_index_row(
+    placed: PlacedSample,
+    source: str,
+    unit: str,
+    *,
+    duration_s: float,
+    n_codes: int,
+    audio_shard: str,
+    tokenizer_sha256: str,
+    tokenizer_is_demo: bool,
+) -> CodeIndexRow:
+    """The code shard index row of a placed `<key>.codes.npy` + `<key>.json` sample."""
+    (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
+    return CodeIndexRow(
+        key=placed.sample.key,
+        utterance_id=placed.sample.utterance_id,
+        source=source,
+        unit=unit,
+        shard=placed.shard,
+        shard_sha256=placed.shard_sha256,
+        shard_bytes=placed.shard_bytes,
+        codes_offset=codes_offset,
+        codes_size=codes_size,
+        json_offset=json_offset,
+        json_size=json_size,
+        duration_s=duration_s,
+        n_codes=n_codes,
+        audio_shard=audio_shard,
+        tokenizer_sha256=tokenizer_sha256,
+        tokenizer_is_demo=tokenizer_is_demo,
+    )
 
 
 @dataclass(frozen=True)

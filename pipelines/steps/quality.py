@@ -48,7 +48,14 @@ from pipelines.lake.paths import Lake
 from pipelines.lake.views import unit_manifest
 from pipelines.project import Project
 from pipelines.shards.reader import read_index, read_sample_members
-from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
+from pipelines.shards.writer import (
+    PlacedSample,
+    ShardField,
+    ShardSample,
+    audio_index_row,
+    encode_meta,
+    write_shards,
+)
 from pipelines.steps.checks import CheckOutcome
 from quality.distribution import implausible_distribution
 from quality.measures import Measures, measure
@@ -312,22 +319,7 @@ def stored_decisions(
 def _audio_index_row(source: str, unit: str, audio: dict[str, AudioSample]):
     def row(placed: PlacedSample) -> ShardIndexRow:
         sample = audio[placed.sample.key]
-        (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
-        return ShardIndexRow(
-            key=placed.sample.key,
-            utterance_id=placed.sample.utterance_id,
-            source=source,
-            unit=unit,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            flac_offset=flac_offset,
-            flac_size=flac_size,
-            json_offset=json_offset,
-            json_size=json_size,
-            duration_s=sample.duration_s,
-            pcm_sha256=sample.pcm_sha256,
-        )
+        return audio_index_row(placed, source, unit, sample.duration_s, sample.pcm_sha256)
 
     return row
 

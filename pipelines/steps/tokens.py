@@ -33,7 +33,14 @@ from pipelines.audio.pcm import decode_flac16
 from pipelines.project import Project
 from pipelines.runtime import limit_torch_threads
 from pipelines.shards.reader import read_code_index, read_index, read_sample_members
-from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
+from pipelines.shards.writer import (
+    PlacedSample,
+    ShardField,
+    ShardSample,
+    code_index_row,
+    encode_meta,
+    write_shards,
+)
 from pipelines.steps.checks import CheckOutcome
 from pipelines.tokenizer import ensure_checkpoint, project_tokenizer
 from schemas import SourceConfig
@@ -181,19 +188,10 @@ def tokenize_unit(
 
     def index_row(placed: PlacedSample) -> CodeIndexRow:
         audio_row = audio_by_key[placed.sample.key]
-        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
-        return CodeIndexRow(
-            key=placed.sample.key,
-            utterance_id=placed.sample.utterance_id,
-            source=source.name,
-            unit=unit,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            codes_offset=codes_offset,
-            codes_size=codes_size,
-            json_offset=json_offset,
-            json_size=json_size,
+        return code_index_row(
+            placed,
+            source.name,
+            unit,
             duration_s=audio_row.duration_s,
             n_codes=tokenized[placed.sample.key].n_codes,
             audio_shard=audio_row.shard,

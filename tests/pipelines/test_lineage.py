@@ -37,7 +37,15 @@ from pipelines.cli.render import lineage_tree
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.lineage import Lineage, LineageError, lineage
 from pipelines.project import Project, load_project
-from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
+from pipelines.shards.writer import (
+    PlacedSample,
+    ShardField,
+    ShardSample,
+    audio_index_row,
+    code_index_row,
+    encode_meta,
+    write_shards,
+)
 from pipelines.units import write_units_index
 from schemas import ProjectConfig, SourceConfig, UnitPlan
 from schemas.hashing import file_sha256
@@ -140,23 +148,8 @@ def _write_unit(
     ]
 
     def audio_row(placed: PlacedSample) -> ShardIndexRow:
-        (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
         meta = metas[placed.sample.key]
-        return ShardIndexRow(
-            key=placed.sample.key,
-            utterance_id=placed.sample.utterance_id,
-            source=SOURCE,
-            unit=unit,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            flac_offset=flac_offset,
-            flac_size=flac_size,
-            json_offset=json_offset,
-            json_size=json_size,
-            duration_s=meta["duration_s"],
-            pcm_sha256=meta["pcm_sha256"],
-        )
+        return audio_index_row(placed, SOURCE, unit, meta["duration_s"], meta["pcm_sha256"])
 
     audio_placed = write_shards(
         audio_samples,
@@ -190,22 +183,14 @@ def _write_unit(
     ]
 
     def code_row(placed: PlacedSample) -> CodeIndexRow:
-        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
-        return CodeIndexRow(
-            key=placed.sample.key,
-            utterance_id=placed.sample.utterance_id,
-            source=SOURCE,
-            unit=unit,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            codes_offset=codes_offset,
-            codes_size=codes_size,
-            json_offset=json_offset,
-            json_size=json_size,
-            duration_s=metas[placed.sample.key]["duration_s"],
-            n_codes=len(by_key[placed.sample.key][2]),
-            audio_shard=audio_rows[placed.sample.key].shard,
+        key = placed.sample.key
+        return code_index_row(
+            placed,
+            SOURCE,
+            unit,
+            duration_s=metas[key]["duration_s"],
+            n_codes=len(by_key[key][2]),
+            audio_shard=audio_rows[key].shard,
             tokenizer_sha256=TOKENIZER_SHA256,
             tokenizer_is_demo=True,
         )

@@ -35,7 +35,15 @@ import pyarrow as pa
 from pipelines.audio.pcm import encode_flac16, pcm_sha256
 from pipelines.lake.atomic import write_bytes_atomic, write_parquet_atomic
 from pipelines.lake.paths import Lake
-from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
+from pipelines.shards.writer import (
+    PlacedSample,
+    ShardField,
+    ShardSample,
+    audio_index_row,
+    code_index_row,
+    encode_meta,
+    write_shards,
+)
 from schemas.release import RELEASE_UTTERANCE_ARROW_SCHEMA, Release, ReleaseShard
 from schemas.shards import (
     AUDIO_MEMBERS,
@@ -233,22 +241,8 @@ def _write_unit(
     by_key = {u.key: u for u, _ in planned}
 
     def audio_row(placed: PlacedSample) -> ShardIndexRow:
-        (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
-        return ShardIndexRow(
-            key=placed.sample.key,
-            utterance_id=placed.sample.utterance_id,
-            source=source,
-            unit=unit,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            flac_offset=flac_offset,
-            flac_size=flac_size,
-            json_offset=json_offset,
-            json_size=json_size,
-            duration_s=durations[placed.sample.key],
-            pcm_sha256=hashes[placed.sample.key],
-        )
+        key = placed.sample.key
+        return audio_index_row(placed, source, unit, durations[key], hashes[key])
 
     audio_placed = write_shards(
         [_audio_sample(u, audio) for u, audio in planned],
@@ -266,22 +260,14 @@ def _write_unit(
     sizes = [shards_in_order.count(shard) for shard in dict.fromkeys(shards_in_order)]
 
     def code_row(placed: PlacedSample) -> CodeIndexRow:
-        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
-        return CodeIndexRow(
-            key=placed.sample.key,
-            utterance_id=placed.sample.utterance_id,
-            source=source,
-            unit=unit,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            codes_offset=codes_offset,
-            codes_size=codes_size,
-            json_offset=json_offset,
-            json_size=json_size,
-            duration_s=durations[placed.sample.key],
-            n_codes=len(by_key[placed.sample.key].codes),
-            audio_shard=audio_rows[placed.sample.key].shard,
+        key = placed.sample.key
+        return code_index_row(
+            placed,
+            source,
+            unit,
+            duration_s=durations[key],
+            n_codes=len(by_key[key].codes),
+            audio_shard=audio_rows[key].shard,
             tokenizer_sha256=TOKENIZER_SHA256,
             tokenizer_is_demo=True,
         )

@@ -36,7 +36,15 @@ from pipelines.releases.create import ReleaseError
 from pipelines.releases.export.hf import export_hf
 from pipelines.releases.export.staging import ExportError
 from pipelines.releases.export.vita_jsonl import code_cache_path, export_vita_jsonl
-from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
+from pipelines.shards.writer import (
+    PlacedSample,
+    ShardField,
+    ShardSample,
+    audio_index_row,
+    code_index_row,
+    encode_meta,
+    write_shards,
+)
 from schemas import ProjectConfig
 from schemas.release import (
     RELEASE_FILE,
@@ -169,23 +177,8 @@ def write_audio(project: Project, unit: str, utterances: list[Utterance]) -> lis
     by_key = {u.key: u for u in utterances}
 
     def row(placed: PlacedSample) -> ShardIndexRow:
-        (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
         u = by_key[placed.sample.key]
-        return ShardIndexRow(
-            key=u.key,
-            utterance_id=u.planned.utterance_id,
-            source=SOURCE,
-            unit=unit,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            flac_offset=flac_offset,
-            flac_size=flac_size,
-            json_offset=json_offset,
-            json_size=json_size,
-            duration_s=u.duration_s,
-            pcm_sha256=u.pcm_sha256,
-        )
+        return audio_index_row(placed, SOURCE, unit, u.duration_s, u.pcm_sha256)
 
     placed = write_shards(
         [_audio_sample(u) for u in utterances],
@@ -214,20 +207,11 @@ def write_codes(
     sizes = [order.count(shard) for shard in dict.fromkeys(order)]
 
     def row(placed: PlacedSample) -> CodeIndexRow:
-        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
         u = by_key[placed.sample.key]
-        return CodeIndexRow(
-            key=u.key,
-            utterance_id=u.planned.utterance_id,
-            source=SOURCE,
-            unit=unit,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            codes_offset=codes_offset,
-            codes_size=codes_size,
-            json_offset=json_offset,
-            json_size=json_size,
+        return code_index_row(
+            placed,
+            SOURCE,
+            unit,
             duration_s=u.duration_s,
             n_codes=len(u.codes),
             audio_shard=audio_by_key[u.key].shard,

@@ -37,7 +37,15 @@ from pipelines.shards.reader import (
     read_member,
     read_members,
 )
-from pipelines.shards.writer import PlacedSample, ShardField, ShardSample, encode_meta, write_shards
+from pipelines.shards.writer import (
+    PlacedSample,
+    ShardField,
+    ShardSample,
+    audio_index_row,
+    code_index_row,
+    encode_meta,
+    write_shards,
+)
 from schemas.shards import (
     AUDIO_MEMBERS,
     AUDIO_SHARD_PREFIX,
@@ -157,23 +165,8 @@ def synthetic() -> list[Synthetic]:
 
 def audio_row(placed: PlacedSample) -> ShardIndexRow:
     """The audio index row of a placed sample (what the quality step writes)."""
-    (flac_offset, flac_size), (json_offset, json_size) = placed.ranges
     meta = AudioSampleMeta.model_validate_json(placed.sample.payloads[1])
-    return ShardIndexRow(
-        key=placed.sample.key,
-        utterance_id=placed.sample.utterance_id,
-        source=SOURCE,
-        unit=UNIT,
-        shard=placed.shard,
-        shard_sha256=placed.shard_sha256,
-        shard_bytes=placed.shard_bytes,
-        flac_offset=flac_offset,
-        flac_size=flac_size,
-        json_offset=json_offset,
-        json_size=json_size,
-        duration_s=meta.duration_s,
-        pcm_sha256=meta.pcm_sha256,
-    )
+    return audio_index_row(placed, SOURCE, UNIT, meta.duration_s, meta.pcm_sha256)
 
 
 def _audio_dir(lake_root: Path) -> Path:
@@ -214,20 +207,11 @@ def _write_codes(
     audio_by_key = {row.key: row for row in audio_rows}
 
     def code_row(placed: PlacedSample) -> CodeIndexRow:
-        (codes_offset, codes_size), (json_offset, json_size) = placed.ranges
         meta = CodeSampleMeta.model_validate_json(placed.sample.payloads[1])
-        return CodeIndexRow(
-            key=placed.sample.key,
-            utterance_id=placed.sample.utterance_id,
-            source=SOURCE,
-            unit=UNIT,
-            shard=placed.shard,
-            shard_sha256=placed.shard_sha256,
-            shard_bytes=placed.shard_bytes,
-            codes_offset=codes_offset,
-            codes_size=codes_size,
-            json_offset=json_offset,
-            json_size=json_size,
+        return code_index_row(
+            placed,
+            SOURCE,
+            UNIT,
             duration_s=meta.duration_s,
             n_codes=meta.n_codes,
             audio_shard=audio_by_key[placed.sample.key].shard,
