@@ -1,17 +1,25 @@
 """Sample-level measures of one utterance: levels, DC, clipping, silence, non-finite samples.
 
 Samples are mono floats on the full-scale range [-1, 1]; dBFS here is relative to
-a constant of amplitude 1 (so a full-scale sine has an RMS of -3.01 dBFS).
+a constant of amplitude 1 (so a full-scale sine has an RMS of -3.01 dBFS). Each
+function builds a `quality.signal.Signal` of its samples and reads the measure
+from it (`*_of` functions); `quality.measures.measure` builds one `Signal` for
+all of them, with the same results (for `rms_dbfs`, which takes no rate, the same
+at 16 kHz and up to float rounding at other rates: the mean square is summed
+from 10 ms blocks).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from quality.signal import Signal
+
 LEVEL_FLOOR_DBFS = -120.0
 # One 16-bit LSB below full scale: what a clipped int16 or float export reaches.
 CLIP_LEVEL = 1.0 - 1.0 / 32768.0
 SILENCE_FRAME_S = 0.020
+_ANY_RATE_HZ = 16000  # for the measures that do not depend on the rate
 
 
 def _dbfs(amplitude: float) -> float:
@@ -26,27 +34,39 @@ def rms_dbfs(samples: np.ndarray) -> float:
 
     A 0.5-amplitude sine reads 20 log10(0.5 / sqrt 2) = -9.03 dBFS.
     """
-    x = np.asarray(samples)
-    if x.size == 0:
+    return rms_dbfs_of(Signal.of_floats(samples, _ANY_RATE_HZ))
+
+
+def rms_dbfs_of(signal: Signal) -> float:
+    """`rms_dbfs` of a `Signal` (the mean square from its block energies, in float64)."""
+    if signal.n == 0:
         return LEVEL_FLOOR_DBFS
-    mean_square = float(np.mean(np.square(x), dtype=np.float64))
+    mean_square = signal.sum_squares / signal.n / (signal.scale * signal.scale)
     return _dbfs(mean_square**0.5)
 
 
 def peak_dbfs(samples: np.ndarray) -> float:
     """Peak level in dBFS: 20 log10(max |x|); -120.0 for silence or no samples."""
-    x = np.asarray(samples)
-    if x.size == 0:
+    return peak_dbfs_of(Signal.of_floats(samples, _ANY_RATE_HZ))
+
+
+def peak_dbfs_of(signal: Signal) -> float:
+    """`peak_dbfs` of a `Signal`."""
+    if signal.n == 0:
         return LEVEL_FLOOR_DBFS
-    return _dbfs(float(np.max(np.abs(x))))
+    return _dbfs(signal.peak / signal.scale)
 
 
 def dc_offset(samples: np.ndarray) -> float:
     """DC offset: the mean sample value (full-scale units, -1 ... 1); 0.0 for no samples."""
-    x = np.asarray(samples)
-    if x.size == 0:
+    return dc_offset_of(Signal.of_floats(samples, _ANY_RATE_HZ))
+
+
+def dc_offset_of(signal: Signal) -> float:
+    """`dc_offset` of a `Signal`."""
+    if signal.n == 0:
         return 0.0
-    return float(np.mean(x, dtype=np.float64))
+    return signal.total / signal.n / signal.scale
 
 
 def non_finite_count(samples: np.ndarray) -> int:
@@ -71,11 +91,18 @@ def clipping(samples: np.ndarray) -> tuple[float, int]:
     full scale. The ratio is clipped samples / all samples (0.0 for no samples);
     the run is the longest stretch of consecutive clipped samples, in samples.
     """
-    x = np.asarray(samples)
-    if x.size == 0:
+    return clipping_of(Signal.of_floats(samples, _ANY_RATE_HZ))
+
+
+def clipping_of(signal: Signal) -> tuple[float, int]:
+    """`clipping` of a `Signal` (no sample is looked at twice when the peak is below the level)."""
+    if signal.n == 0:
         return 0.0, 0
-    clipped = np.abs(x) >= CLIP_LEVEL
-    return float(np.count_nonzero(clipped)) / x.size, _longest_true_run(clipped)
+    level = CLIP_LEVEL * signal.scale
+    if signal.peak < level:
+        return 0.0, 0
+    clipped = signal.clipped(level)
+    return float(np.count_nonzero(clipped)) / signal.n, _longest_true_run(clipped)
 
 
 def silence(
@@ -90,25 +117,23 @@ def silence(
     last non-silent frame (the whole duration when every frame is silent). An
     empty signal gives (1.0, 0.0, 0.0).
     """
-    x = np.asarray(samples, dtype=np.float32)
-    n = x.size
+    return silence_of(Signal.of_floats(samples, sample_rate_hz), threshold_dbfs)
+
+
+def silence_of(signal: Signal, threshold_dbfs: float = -50.0) -> tuple[float, float, float]:
+    """`silence` of a `Signal` (frame energies from its 10 ms block energies)."""
+    n, rate = signal.n, signal.sample_rate_hz
     if n == 0:
         return 1.0, 0.0, 0.0
-    frame = max(1, round(SILENCE_FRAME_S * sample_rate_hz))
-    full = x[: n // frame * frame].reshape(-1, frame)
-    energy = np.einsum("ij,ij->i", full, full).astype(np.float64)
-    if n % frame:
-        tail = x[n // frame * frame :]
-        energy = np.append(energy, float(np.dot(tail, tail)))
-    starts = np.arange(energy.size) * frame
-    ends = np.minimum(starts + frame, n)
-    mean_square = energy / (ends - starts)
+    frame = max(1, round(SILENCE_FRAME_S * rate))
+    energy, lengths = signal.frame_energies(frame)
+    mean_square = energy / lengths / (signal.scale * signal.scale)
     threshold_mean_square = 10.0 ** (threshold_dbfs / 10.0)
     silent = mean_square < threshold_mean_square
-    duration_s = n / sample_rate_hz
+    duration_s = n / rate
     if silent.all():
         return 1.0, duration_s, duration_s
     voiced = np.flatnonzero(~silent)
-    leading_s = starts[voiced[0]] / sample_rate_hz
-    trailing_s = (n - ends[voiced[-1]]) / sample_rate_hz
+    leading_s = voiced[0] * frame / rate
+    trailing_s = (n - min(int(voiced[-1]) * frame + frame, n)) / rate
     return float(np.mean(silent)), float(leading_s), float(trailing_s)

@@ -2,24 +2,28 @@
 
 Neither needs a model or a clean reference. Both take mono float samples in
 [-1, 1] that are finite (`quality.measures.measure` replaces non-finite samples
-first) and return decibels, or None when the estimate is undefined.
+first) and return decibels, or None when the estimate is undefined. Each
+function builds a `quality.signal.Signal` of its samples and reads the estimate
+from it (the `*_of` functions); `quality.measures.measure` shares one `Signal`
+among all the measures, with the same results.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from quality.signal import BLOCK_S, Signal
+
 WADA_TABLE_PATH = Path(__file__).resolve().parent / "data" / "wada_snr_table.json"
 WADA_SNR_MIN_DB = -20.0
 WADA_SNR_MAX_DB = 100.0
-# Kim & Stern floor |z| so that ln|z| stays finite; relative to the peak.
-_WADA_FLOOR = 1e-10
 
-STNR_HOP_S = 0.010
+STNR_HOP_S = BLOCK_S  # 10 ms: the hop is the `Signal`'s energy block
 STNR_POWER_FLOOR_DB = -120.0
 _STNR_BIN_DB = 0.5
 # Hann smoothing kernel of 9 bins (4.5 dB wide, ~2 dB at half height): merges the
@@ -50,16 +54,19 @@ def wada_statistic(samples: np.ndarray) -> float | None:
     z is normalised by its peak and |z| floored at 1e-10 (Kim & Stern). Exact
     digital zeros (padding, muted stretches) are left out: they carry no noise, so
     the model cannot explain them and they would push G (and the SNR) to the
-    ceiling. None when no sample is non-zero.
+    ceiling. None when no sample is non-zero. Computed in float64 (one logarithm
+    per 30 samples, of their product: `Signal.log_magnitude_stats`).
     """
-    magnitude = np.abs(np.asarray(samples))
-    magnitude = magnitude[magnitude > 0]
-    if magnitude.size == 0:
+    return wada_statistic_of(Signal.of_floats(samples, 1))
+
+
+def wada_statistic_of(signal: Signal) -> float | None:
+    """`wada_statistic` of a `Signal`."""
+    stats = signal.log_magnitude_stats()
+    if stats is None:
         return None
-    magnitude = np.maximum(magnitude / magnitude.max(), _WADA_FLOOR)
-    mean_abs = float(np.mean(magnitude, dtype=np.float64))
-    mean_log_abs = float(np.mean(np.log(magnitude), dtype=np.float64))
-    return float(np.log(mean_abs) - mean_log_abs)
+    _, mean_abs, mean_log_abs = stats
+    return float(math.log(mean_abs) - mean_log_abs)
 
 
 def wada_snr_db(samples: np.ndarray) -> float | None:
@@ -73,7 +80,12 @@ def wada_snr_db(samples: np.ndarray) -> float | None:
 
     Returns None when the samples hold no non-zero value (empty or all digital silence).
     """
-    g = wada_statistic(samples)
+    return wada_snr_db_of(Signal.of_floats(samples, 1))
+
+
+def wada_snr_db_of(signal: Signal) -> float | None:
+    """`wada_snr_db` of a `Signal`."""
+    g = wada_statistic_of(signal)
     if g is None:
         return None
     table_snr_db, table_g = wada_table()
@@ -84,12 +96,11 @@ def wada_snr_db(samples: np.ndarray) -> float | None:
 def block_energies(samples: np.ndarray, block: int) -> np.ndarray:
     """Sum of squares of each consecutive `block`-sample block (squared full-scale units).
 
-    A trailing partial block is dropped. Float32 products summed per block: enough
-    for levels in dB, and several times faster than a float64 running sum.
+    A trailing partial block is dropped. Products and sums in float64.
     """
-    x = np.asarray(samples, dtype=np.float32)
+    x = np.asarray(samples, dtype=np.float64)
     full = x[: x.size // block * block].reshape(-1, block)
-    return np.einsum("ij,ij->i", full, full).astype(np.float64)
+    return np.einsum("ij,ij->i", full, full)
 
 
 def frame_powers_db(samples: np.ndarray, sample_rate_hz: int) -> np.ndarray:
@@ -99,11 +110,15 @@ def frame_powers_db(samples: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     20 ms frames every 10 ms. A trailing partial frame is dropped; empty when the
     signal is shorter than one frame.
     """
-    hop = max(1, round(STNR_HOP_S * sample_rate_hz))
-    half = block_energies(samples, hop)
+    return frame_powers_db_of(Signal.of_floats(samples, sample_rate_hz))
+
+
+def frame_powers_db_of(signal: Signal) -> np.ndarray:
+    """`frame_powers_db` of a `Signal` (from its 10 ms block energies: the hop is the block)."""
+    half = signal.block_energies
     if half.size < 2:
         return np.empty(0)
-    power = (half[:-1] + half[1:]) / (2 * hop)
+    power = (half[:-1] + half[1:]) / (2 * signal.block * signal.scale * signal.scale)
     floor = 10.0 ** (STNR_POWER_FLOOR_DB / 10.0)
     return 10.0 * np.log10(np.maximum(power, floor))
 
@@ -113,10 +128,18 @@ def _smoothed_histogram(values_db: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo = np.floor(values_db.min()) - _STNR_SMOOTH_BINS * _STNR_BIN_DB
     hi = np.ceil(values_db.max()) + _STNR_SMOOTH_BINS * _STNR_BIN_DB
     edges = np.arange(lo, hi + _STNR_BIN_DB, _STNR_BIN_DB)
-    counts, _ = np.histogram(values_db, bins=edges)
-    kernel = np.hanning(_STNR_SMOOTH_BINS + 2)[1:-1]
-    smoothed = np.convolve(counts.astype(np.float64), kernel / kernel.sum(), mode="same")
+    # np.histogram(values_db, bins=edges), counted directly: bin i holds
+    # edges[i] <= v < edges[i + 1] (every value lies inside the edges).
+    bins = np.searchsorted(edges, values_db, side="right") - 1
+    counts = np.bincount(np.minimum(bins, edges.size - 2), minlength=edges.size - 1)
+    smoothed = np.convolve(counts.astype(np.float64), _hann_kernel(), mode="same")
     return (edges[:-1] + edges[1:]) / 2.0, smoothed
+
+
+@lru_cache(maxsize=1)
+def _hann_kernel() -> np.ndarray:
+    kernel = np.hanning(_STNR_SMOOTH_BINS + 2)[1:-1]
+    return kernel / kernel.sum()
 
 
 def stnr_snr_db(samples: np.ndarray, sample_rate_hz: int) -> float | None:
@@ -141,7 +164,12 @@ def stnr_snr_db(samples: np.ndarray, sample_rate_hz: int) -> float | None:
     frame is at the -120 dB floor (digital silence), or when no frame lies
     above the trough (a single mode: no pauses, or nothing but noise).
     """
-    powers_db = frame_powers_db(samples, sample_rate_hz)
+    return stnr_snr_db_of(Signal.of_floats(samples, sample_rate_hz))
+
+
+def stnr_snr_db_of(signal: Signal) -> float | None:
+    """`stnr_snr_db` of a `Signal`."""
+    powers_db = frame_powers_db_of(signal)
     if powers_db.size == 0 or np.all(powers_db <= STNR_POWER_FLOOR_DB):
         return None
     centres_db, hist = _smoothed_histogram(powers_db)
@@ -160,8 +188,26 @@ def stnr_snr_db(samples: np.ndarray, sample_rate_hz: int) -> float | None:
     speech_frames_db = powers_db[powers_db > trough_db]
     if speech_frames_db.size == 0:
         return None
-    speech_db = float(np.percentile(speech_frames_db, _STNR_SPEECH_PERCENTILE))
+    speech_db = percentile(speech_frames_db, _STNR_SPEECH_PERCENTILE)
     return speech_db - noise_db
+
+
+def percentile(values: np.ndarray, q: float) -> float:
+    """`float(np.percentile(values, q))` (linear interpolation) of a non-empty 1-D float64
+    array without NaN, computed as NumPy does (virtual index (n - 1) q / 100, the two
+    order statistics around it from one partition, NumPy's two-sided lerp), without its
+    general machinery (a third of STNR's time on short utterances). The tests hold it
+    to NumPy's result."""
+    n = values.size
+    virtual = (n - 1) * (q / 100)
+    if virtual >= n - 1:
+        return float(values.max())
+    below = math.floor(virtual)
+    gamma = virtual - below
+    ordered = np.partition(values, (below, below + 1))
+    low, high = float(ordered[below]), float(ordered[below + 1])
+    diff = high - low
+    return high - diff * (1 - gamma) if gamma >= 0.5 else low + diff * gamma
 
 
 def _parabolic_peak(centres_db: np.ndarray, hist: np.ndarray, peak: int) -> float:

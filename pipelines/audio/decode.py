@@ -18,7 +18,12 @@ import numpy as np
 import soundfile as sf
 
 from pipelines.audio.headers import wav_truncation
-from pipelines.audio.ref import FFMPEG_ONLY_EXTENSIONS, is_empty, libsndfile_error_text
+from pipelines.audio.ref import (
+    FFMPEG_ONLY_EXTENSIONS,
+    is_empty,
+    libsndfile_error_text,
+    libsndfile_input,
+)
 
 # Codecs pad or trim a few milliseconds (Opus pre-skip, MP3 encoder delay, AAC priming),
 # so a segment may end this far past the decoded end, and a file may decode this much
@@ -54,7 +59,12 @@ class AudioDecodeError(Exception):
 
 @dataclass(frozen=True)
 class DecodedAudio:
-    """A whole file decoded: `samples` float32 shaped (frames, channels), nominally in [-1, 1]."""
+    """A whole file decoded: `samples` float32 shaped (frames, channels), nominally in [-1, 1].
+
+    With `decode(..., int16=True)`, a file libsndfile reads as 16-bit PCM comes as
+    int16 samples k instead (`format` ends in "/PCM_16"): its float form is exactly
+    k / 32768, what libsndfile would have returned.
+    """
 
     samples: np.ndarray
     sample_rate_hz: int
@@ -75,7 +85,7 @@ class DecodedAudio:
 # --- decoding -----------------------------------------------------------------------------
 
 
-def decode(source: Path | io.BytesIO, name: str) -> DecodedAudio:
+def decode(source: Path | io.BytesIO, name: str, *, int16: bool = False) -> DecodedAudio:
     """Decode a whole audio file to float32 samples shaped (frames, channels).
 
     `source` is a path or the complete bytes of a file (a tar member, an Arrow
@@ -84,7 +94,10 @@ def decode(source: Path | io.BytesIO, name: str) -> DecodedAudio:
     only estimate, libsndfile for everything else, and FFmpeg again for a
     name without a suffix that libsndfile cannot open. Samples are not clipped,
     and non-finite samples are returned as they are (the quality step counts
-    them).
+    them). `int16=True` returns 16-bit PCM files (FLAC, WAV, ... as libsndfile
+    reads them: subtype PCM_16) as their int16 samples, without a float copy.
+    In-memory bytes reach libsndfile through an in-memory file descriptor
+    (`libsndfile_input`), not Python read callbacks.
 
     Raises `AudioDecodeError`: `unreadable_audio` (no decoder recognises it),
     `empty_audio` (zero frames), `truncated_audio` (decoding fails or ends
@@ -98,31 +111,31 @@ def decode(source: Path | io.BytesIO, name: str) -> DecodedAudio:
     suffix = Path(name).suffix.lower()
     if suffix in FFMPEG_ONLY_EXTENSIONS:
         return _decode_ffmpeg(source, name, f"{suffix} is a format libsndfile cannot read")
-    try:
-        handle = sf.SoundFile(source)
-    except RuntimeError as error:  # soundfile.LibsndfileError is a RuntimeError
-        if not suffix and _ffmpeg_decoder_class() is not None:
-            reason = f"libsndfile cannot read it ({libsndfile_error_text(error)})"
-            return _decode_ffmpeg(source, name, reason,
-                                  format_known=False)
-        raise AudioDecodeError(
-            "unreadable_audio",
-            f"{name}: not a readable audio file ({libsndfile_error_text(error)})",
-        ) from error
-    with handle:
-        if handle.format == "MP3" and not _mp3_length_is_exact(source):
-            handle.close()
-            return _decode_ffmpeg(
-                source,
-                name,
-                "this MP3 has no Xing/Info/VBRI header, so libsndfile can only estimate "
-                "its length and would stop reading at the estimate",
-            )
-        return _read_libsndfile(handle, name, source)
+    with libsndfile_input(source) as target:
+        try:
+            handle = sf.SoundFile(target, closefd=False)
+        except RuntimeError as error:  # soundfile.LibsndfileError is a RuntimeError
+            if not suffix and _ffmpeg_decoder_class() is not None:
+                reason = f"libsndfile cannot read it ({libsndfile_error_text(error)})"
+                return _decode_ffmpeg(source, name, reason, format_known=False)
+            raise AudioDecodeError(
+                "unreadable_audio",
+                f"{name}: not a readable audio file ({libsndfile_error_text(error)})",
+            ) from error
+        with handle:
+            if handle.format == "MP3" and not _mp3_length_is_exact(source):
+                handle.close()
+                return _decode_ffmpeg(
+                    source,
+                    name,
+                    "this MP3 has no Xing/Info/VBRI header, so libsndfile can only estimate "
+                    "its length and would stop reading at the estimate",
+                )
+            return _read_libsndfile(handle, name, source, int16=int16)
 
 
 def _read_libsndfile(
-    handle: sf.SoundFile, name: str, source: Path | io.BytesIO | None = None
+    handle: sf.SoundFile, name: str, source: Path | io.BytesIO | None = None, int16: bool = False
 ) -> DecodedAudio:
     frames = int(handle.frames)
     rate = int(handle.samplerate)
@@ -138,7 +151,8 @@ def _read_libsndfile(
             raise AudioDecodeError("truncated_audio", cut_short)
     try:
         # libsndfile never reads past the header's frame count, so this reads everything.
-        samples = handle.read(frames, dtype="float32", always_2d=True)
+        dtype = "int16" if int16 and handle.subtype == "PCM_16" else "float32"
+        samples = handle.read(frames, dtype=dtype, always_2d=True)
     except (RuntimeError, ValueError) as error:  # FLAC "lost sync", mpg123: the data ran out
         raise AudioDecodeError(
             "truncated_audio",

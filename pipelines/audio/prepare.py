@@ -18,6 +18,7 @@ import io
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -25,8 +26,9 @@ import numpy as np
 import soxr
 
 from pipelines.audio.decode import CODEC_TOLERANCE_S, AudioDecodeError, decode
+from pipelines.audio.flac import passthrough_flac
 from pipelines.audio.ref import AudioRefError
-from schemas.audio import TARGET_SAMPLE_RATE_HZ
+from schemas.audio import PCM16_SCALE, TARGET_SAMPLE_RATE_HZ
 
 # soxr quality recipe, chosen by measurement (bench/bench_resampler.py; figures in
 # bench/README.md, "Resampler choice"): see `resample`.
@@ -35,13 +37,32 @@ SOXR_QUALITY = "HQ"
 
 @dataclass(frozen=True)
 class PreparedAudio:
-    """One utterance ready for measurement: float32 mono at `TARGET_SAMPLE_RATE_HZ`, cut."""
+    """One utterance ready for measurement: mono at `TARGET_SAMPLE_RATE_HZ`, cut.
 
-    samples: np.ndarray
+    `samples` is the float32 signal. `pcm16` is set when the utterance is exactly
+    16-bit PCM without any rounding: a 16-bit source already mono at 16 kHz (no
+    mixing, no resampling); then `samples` is `pcm16 / 32768`, made on first use,
+    and `pipelines.audio.pcm.pcm16(samples)` would give `pcm16` back. `flac`, only
+    from `prepare_many(..., flac_passthrough=True)`, is the source's own FLAC frames
+    as a minimal stream (`pipelines.audio.flac.passthrough_flac`) when the utterance
+    is the whole of a 16 kHz mono 16-bit FLAC file: what the audio shards can store.
+    """
+
     source_sample_rate_hz: int
     source_channels: int
     duration_s: float  # len(samples) / 16000
     source_format: str = ""
+    float_samples: np.ndarray | None = None
+    pcm16: np.ndarray | None = None
+    flac: bytes | None = None
+
+    @cached_property
+    def samples(self) -> np.ndarray:
+        """The float32 mono signal (from `pcm16` when the float form was not kept)."""
+        if self.float_samples is not None:
+            return self.float_samples
+        assert self.pcm16 is not None
+        return self.pcm16.astype(np.float32) * np.float32(1.0 / PCM16_SCALE)
 
 
 class SegmentRef(Protocol):
@@ -143,8 +164,10 @@ def cut(
     ("segment_out_of_range"). A negative or non-finite offset, or a duration
     that is not positive and finite, raises "invalid_timing".
     """
-    if not math.isfinite(offset_s) or offset_s < 0 or (
-        duration_s is not None and (not math.isfinite(duration_s) or duration_s <= 0)
+    if (
+        not math.isfinite(offset_s)
+        or offset_s < 0
+        or (duration_s is not None and (not math.isfinite(duration_s) or duration_s <= 0))
     ):
         raise AudioDecodeError(
             "invalid_timing", f"{name}: offset {offset_s} s, duration {duration_s} s"
@@ -168,38 +191,80 @@ def cut(
 
 @dataclass(frozen=True)
 class _Recording16k:
-    """A whole recording at 16 kHz mono, and what it was before."""
+    """A whole recording at 16 kHz mono, and what it was before.
 
-    samples: np.ndarray
+    Exactly one of `samples` (float32) and `pcm16` (int16, when the recording is
+    16-bit PCM at 16 kHz mono already) is set; `flac` as in `PreparedAudio`.
+    """
+
+    samples: np.ndarray | None
     source_sample_rate_hz: int
     source_channels: int
     source_format: str
+    pcm16: np.ndarray | None = None
+    flac: bytes | None = None
+
+    @property
+    def signal(self) -> np.ndarray:
+        """The 16 kHz mono signal as it is held: int16 PCM or float32."""
+        return self.pcm16 if self.pcm16 is not None else self.samples  # type: ignore[return-value]
 
 
-def _load_16k(source: Path | io.BytesIO, name: str) -> _Recording16k:
-    decoded = decode(source, name)
-    mono = to_mono(decoded.samples)
+def _load_16k(
+    source: Path | io.BytesIO, name: str, flac_passthrough: bool = False
+) -> _Recording16k:
+    if flac_passthrough and isinstance(source, Path) and source.suffix.lower() == ".flac":
+        # The bytes that are passed through must be the bytes that were decoded and
+        # measured: read the file once, decode that.
+        try:
+            source = io.BytesIO(source.read_bytes())
+        except OSError:
+            pass  # decode reports it
+    decoded = decode(source, name, int16=True)
+    samples = decoded.samples
+    rate = decoded.sample_rate_hz
+    if samples.dtype == np.int16 and decoded.channels == 1 and rate == TARGET_SAMPLE_RATE_HZ:
+        pcm = samples.reshape(-1)
+        flac = None
+        if flac_passthrough and decoded.format == "FLAC/PCM_16" and isinstance(source, io.BytesIO):
+            with source.getbuffer() as view:
+                flac = passthrough_flac(view, decoded.frames)
+        return _Recording16k(None, rate, decoded.channels, decoded.format, pcm16=pcm, flac=flac)
+    if samples.dtype == np.int16:
+        # libsndfile's float form of 16-bit PCM: k / 32768, exactly.
+        floats = samples.astype(np.float32)
+        floats *= np.float32(1.0 / PCM16_SCALE)
+        samples = floats
+    mono = to_mono(samples)
     return _Recording16k(
-        samples=resample(mono, decoded.sample_rate_hz, TARGET_SAMPLE_RATE_HZ),
-        source_sample_rate_hz=decoded.sample_rate_hz,
+        samples=resample(mono, rate, TARGET_SAMPLE_RATE_HZ),
+        source_sample_rate_hz=rate,
         source_channels=decoded.channels,
         source_format=decoded.format,
     )
 
 
-def _segment(recording: _Recording16k, offset_s: float, duration_s: float | None,
-             name: str) -> PreparedAudio:
+def _segment(
+    recording: _Recording16k, offset_s: float, duration_s: float | None, name: str
+) -> PreparedAudio:
+    signal = recording.signal
     if offset_s == 0.0 and duration_s is None:
-        samples = recording.samples
+        part, whole = signal, True
     else:
-        # A copy, so that a long recording is freed once its segments are cut.
-        samples = cut(recording.samples, offset_s, duration_s, name=name).copy()
+        part = cut(signal, offset_s, duration_s, name=name)
+        whole = part.size == signal.size
+        if not whole:
+            # A copy, so that a long recording is freed once its segments are cut.
+            part = part.copy()
+    exact = recording.pcm16 is not None
     return PreparedAudio(
-        samples=samples,
         source_sample_rate_hz=recording.source_sample_rate_hz,
         source_channels=recording.source_channels,
-        duration_s=len(samples) / TARGET_SAMPLE_RATE_HZ,
+        duration_s=len(part) / TARGET_SAMPLE_RATE_HZ,
         source_format=recording.source_format,
+        float_samples=None if exact else part,
+        pcm16=part if exact else None,
+        flac=recording.flac if whole else None,
     )
 
 
@@ -224,6 +289,8 @@ def _display_name(audio_path: str | None, audio_member: str | None) -> str:
 def prepare_many(
     items: Iterable[SegmentRef],
     open_fn: Callable[[str, str | None], Path | io.BytesIO],
+    *,
+    flac_passthrough: bool = False,
 ) -> Iterator[tuple[int, PreparedAudio | AudioDecodeError]]:
     """Prepare a unit's utterances, decoding and resampling each recording once.
 
@@ -237,6 +304,8 @@ def prepare_many(
     recording's items are contiguous, as connectors write them). An
     `AudioRefError` from `open_fn` becomes an `AudioDecodeError` with the same
     reason; other exceptions (disk, programming errors) propagate.
+    `flac_passthrough=True` also gives each whole-file utterance of a 16 kHz mono
+    16-bit FLAC its `PreparedAudio.flac`.
     """
     groups: dict[tuple[str | None, str | None], list[tuple[int, SegmentRef]]] = {}
     for index, item in enumerate(items):
@@ -248,7 +317,7 @@ def prepare_many(
             recording = AudioDecodeError("missing_audio", "the item names no audio")
         else:
             try:
-                recording = _load_16k(open_fn(audio_path, audio_member), name)
+                recording = _load_16k(open_fn(audio_path, audio_member), name, flac_passthrough)
             except AudioRefError as error:
                 recording = AudioDecodeError(error.reason, error.message)
             except AudioDecodeError as error:

@@ -40,6 +40,7 @@ from schemas import (
 # A segment may end this far past the recording's end before it counts as out of range
 # (codecs pad or trim a few milliseconds); the same tolerance the decoder applies.
 SEGMENT_END_TOLERANCE_S = CODEC_TOLERANCE_S
+_NOT_RIFF_FORMATS = frozenset({"FLAC", "MP3", "OGG"})
 
 
 class UnitNotPlannedError(LookupError):
@@ -100,9 +101,13 @@ class _HeaderCache:
                 handle = self.opener.open(audio_path, member)
                 name = member or audio_path
                 header = probe_header(handle, name)
-                cut_short = wav_truncation(handle, name, header.frames, header.sample_rate_hz)
-                if cut_short is not None:
-                    raise AudioRefError("truncated_audio", cut_short)
+                # Only a RIFF WAVE file declares a data size to compare with: a file
+                # libsndfile reads as FLAC, MP3 or Ogg (whose first bytes are not RIFF)
+                # is not opened a second time to look.
+                if header.format.split("/")[0] not in _NOT_RIFF_FORMATS:
+                    cut_short = wav_truncation(handle, name, header.frames, header.sample_rate_hz)
+                    if cut_short is not None:
+                        raise AudioRefError("truncated_audio", cut_short)
                 self._cache[key] = header
             except AudioRefError as error:
                 self._cache[key] = error

@@ -99,3 +99,42 @@ def test_tar_members_are_read_in_memory_and_unsafe_names_refused(tmp_path: Path)
             opener.open("shard.tar", "k2.wav")
         assert missing.value.reason == "missing_audio"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.wav", "shard.tar"]
+
+
+def test_the_opener_resolves_every_path_as_resolve_under_does(tmp_path: Path) -> None:
+    """`AudioOpener.path` caches folders' real paths; it must refuse and accept exactly
+    what `resolve_under` (plus the regular-file check) does, twice in a row."""
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (tmp_path / "other").mkdir()
+    _tone(tmp_path / "outside.wav")
+    _tone(tmp_path / "other" / "o.wav")
+    _tone(root / "a" / "inside.wav")
+    _tone(root / "a" / "b" / "deep.wav")
+    os.symlink("../../outside.wav", root / "a" / "escape.wav")
+    os.symlink("inside.wav", root / "a" / "alias.wav")
+    os.symlink(tmp_path, root / "a" / "up")  # a folder link that leaves the root
+    os.symlink("b", root / "a" / "c")  # one that stays inside
+    paths = [
+        "a/inside.wav", "a/b/deep.wav", "a/./b/../inside.wav", "a/escape.wav", "a/alias.wav",
+        "a/up/outside.wav", "a/c/deep.wav", "a/missing.wav", "a/b", "a/b/..", "../outside.wav",
+        str(root / "a" / "inside.wav"), str(tmp_path / "outside.wav"), "../other/o.wav",
+    ]  # fmt: skip
+
+    def reference(relative: str) -> Path | str:
+        try:
+            resolved = resolve_under(root, relative, (tmp_path / "other",))
+        except AudioRefError as error:
+            return error.reason
+        if not resolved.exists():
+            return "missing_audio"
+        return resolved if resolved.is_file() else "unreadable_audio"
+
+    opener = AudioOpener(root, (tmp_path / "other",))
+    for _ in range(2):
+        for relative in paths:
+            try:
+                got: Path | str = opener.path(relative)
+            except AudioRefError as error:
+                got = error.reason
+            assert got == reference(relative), relative

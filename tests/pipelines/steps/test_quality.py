@@ -126,9 +126,9 @@ def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real_decode = prepare_module.decode
 
-    def counting_decode(source, name):  # type: ignore[no-untyped-def]
+    def counting_decode(source, name, **options):  # type: ignore[no-untyped-def]
         calls.append(name)
-        return real_decode(source, name)
+        return real_decode(source, name, **options)
 
     monkeypatch.setattr(prepare_module, "decode", counting_decode)
     return calls
@@ -351,3 +351,48 @@ def _flac_by_id(project: Project, unit: str) -> dict[str, bytes]:
     rows = read_index(project.lake.shards_dir("librispeech", unit))
     flacs = read_members(project.lake.root, rows, "flac")
     return {row.utterance_id: flac for row, flac in zip(rows, flacs, strict=True)}
+
+
+def test_whole_16k_mono_flac_files_are_stored_as_their_own_frames_and_the_rest_encoded(
+    assessed,
+) -> None:
+    """A LibriSpeech utterance's member is its source's frames (`passthrough_flac`), any
+    other is our encoder's FLAC of the PCM; every member decodes to the PCM whose sha256
+    the index holds."""
+    import hashlib
+
+    from pipelines.audio.flac import passthrough_flac
+    from pipelines.audio.opener import source_opener
+    from pipelines.audio.pcm import flac16_of_pcm
+    from pipelines.lake.views import unit_manifest
+    from pipelines.shards.reader import read_members
+
+    project, _ = assessed
+    passed_through = encoded = 0
+    for source in project.config.sources:
+        with source_opener(source, project.directory) as opener:
+            for folder in sorted(project.lake.shards_root().glob(f"{source.name}/*/")):
+                unit = folder.name
+                items = unit_manifest(project.lake, source.name, unit).to_dicts()
+                manifest = {item["utterance_id"]: item for item in items}
+                rows = read_index(folder)
+                flacs = read_members(project.lake.root, rows, "flac")
+                for row, flac in zip(rows, flacs, strict=True):
+                    pcm, rate = sf.read(io.BytesIO(flac), dtype="int16")
+                    assert rate == 16000 and pcm.ndim == 1
+                    assert hashlib.sha256(pcm.tobytes()).hexdigest() == row.pcm_sha256
+                    item = manifest[row.utterance_id]
+                    opened = opener.open(item["audio_path"], item["audio_member"])
+                    if isinstance(opened, io.BytesIO):
+                        data = opened.getvalue()
+                    else:
+                        data = opened.read_bytes()
+                    expected = None if item["is_segment"] else passthrough_flac(data, pcm.size)
+                    if expected is not None:
+                        assert flac == expected
+                        assert flac[4] == 0x80  # STREAMINFO is the only metadata block
+                        passed_through += 1
+                    else:
+                        assert flac == flac16_of_pcm(pcm)
+                        encoded += 1
+    assert passed_through >= 5 and encoded >= 5
