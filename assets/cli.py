@@ -11,16 +11,43 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from pipelines.cli import render
+from pipelines.cli import logs, render
 from pipelines.cli.app import build_app
 from pipelines.cli.demo import print_demo_results
-from pipelines.cli.options import ProjectOption, fail, load
+from pipelines.cli.notices import demo_tokenizer_warning
+from pipelines.cli.options import (
+    FAILURE,
+    ProjectOption,
+    check_sources,
+    fail,
+    load,
+    one_line,
+    shown_path,
+)
 from pipelines.project import Project
+
+CLI_LOG = "voxlake.log"
+"""The command line's own log records, in the run's log folder."""
+
+
+SELECT_EXAMPLE = "voxlake run --select 'key:inventory/* or key:manifest'"
+"""The `try:` of a bad `--select`: a selection that always resolves."""
+
+
+@dataclass
+class _RunSummary:
+    """What `_run` hands back: whether it succeeded, its run-wide warnings, its logs."""
+
+    ok: bool
+    warnings: list[str] = field(default_factory=list)
+    log_dir: Path | None = None
 
 
 def _run(
@@ -28,50 +55,73 @@ def _run(
     select: str | None,
     sources: list[str] | None,
     force: bool = False,
-) -> bool:
+) -> _RunSummary:
+    """Run, with the progress display; print the phases and where the logs are. The
+    run-wide warnings are returned, for the caller to print at the top of its summary."""
     # Dagster loads only when a run starts.
     from assets.runner import RunLockedError, SelectionError, run_assets
     from assets.services import ServiceError
 
-    with render.stage_progress() as on_progress:
-        try:
+    # The CLI's own log records go to the run's log folder, beside Dagster's.
+    logs.keep_in_file()
+    echo: list[logs.LogEcho] = []
+    materialized: set[str] = set()
+
+    def progress(p: Any, on_progress: Any) -> None:
+        if p.log_dir and not echo and logs.verbose():
+            echo.append(logs.LogEcho(Path(p.log_dir)))
+        materialized.update(p.materialized)
+        on_progress(
+            p.stage, p.done, p.total, p.runs_done, p.runs_total, p.hours_done, p.hours_total
+        )
+
+    try:
+        with render.stage_progress() as on_progress:
             report = run_assets(
                 project,
                 select=select,
                 sources=sources,
                 force=force,
-                on_progress=lambda p: on_progress(
-                    p.stage, p.done, p.total, p.runs_done, p.runs_total
-                ),
+                on_progress=lambda p: progress(p, on_progress),
             )
-        except (SelectionError, RunLockedError) as error:
-            raise fail(str(error)) from error
-        except ServiceError as error:
-            render.print_error(str(error))
-            return False
+    except SelectionError as error:
+        raise fail(one_line(str(error)), example=SELECT_EXAMPLE) from error
+    except RunLockedError as error:
+        raise fail(str(error), code=FAILURE) from error
+    except ServiceError as error:
+        render.print_error(str(error))
+        return _RunSummary(ok=False)
+    finally:
+        for tail in echo:
+            tail.stop()
+    log_dir = (
+        Path(report.log_dir)
+        if report.log_dir
+        else project.dagster_home / "logs" / (time.strftime("%Y%m%dT%H%M%S"))
+    )
+    logs.write_to(log_dir / CLI_LOG)
+    warnings = list(report.warnings)
+    if "tokens" in materialized and (tokenizer := demo_tokenizer_warning(project)):
+        warnings.insert(0, tokenizer)
     if report.nothing_to_do:
-        if report.warnings:
-            for warning in report.warnings:
-                render.print_warning(warning)
-            render.print_message("nothing to do for the selected assets")
-            return True
         render.print_message(
-            "nothing to do: every selected asset is up to date (--force re-materializes)"
+            "nothing to do for the selected assets"
+            if report.warnings
+            else "nothing to do: every selected asset is up to date (--force re-materializes)"
         )
-        return True
+        return _RunSummary(ok=True, warnings=warnings, log_dir=log_dir)
     render.print_message(
         f"{len(report.run_ids)} Dagster runs (tag {report.invocation}) on instance "
-        f"{project.dagster_home}; logs in {report.log_dir}"
+        f"{shown_path(project.dagster_home)}"
     )
-    for warning in report.warnings:
-        render.print_warning(warning)
+    render.print_message(f"logs: {shown_path(log_dir)} (--verbose echoes them)")
     if report.failed_units:
         render.print_error(
             f"{len(report.failed_units)} units failed: {', '.join(sorted(report.failed_units))}; "
             "`voxlake run` again re-runs them alone"
         )
     render.print_run_failures(report.failures)
-    return report.success
+    return _RunSummary(ok=report.success, warnings=warnings, log_dir=log_dir)
 
 
 def run(
@@ -90,13 +140,21 @@ def run(
     """Materialize what is missing or stale, through the project's Dagster instance.
 
     Runs are queued on the instance (see dagster.yaml: max_concurrent_runs) and
-    each carries up to execution.units_per_run units (voxlake.yaml).
+    each carries up to execution.units_per_run units (voxlake.yaml). Shows one progress
+    display per phase, then one line per phase; Dagster's and DeepSpeed's logs go to
+    the log folder it prints (`--verbose` echoes them).
     """
     project = load(project_dir)
     if not project.config.sources:
-        raise fail(f"{project.config_path} has no sources; add one with `voxlake source add`")
-    if not _run(project, select, source, force):
-        raise typer.Exit(1)
+        raise fail(
+            f"{project.config_path} has no sources",
+            example="voxlake source add NAME --kind KIND --path PATH",
+        )
+    check_sources(project, source, "voxlake run")
+    summary = _run(project, select, source, force)
+    render.print_notices(summary.warnings)
+    if not summary.ok:
+        raise typer.Exit(FAILURE)
 
 
 def status(
@@ -115,7 +173,7 @@ def status(
     try:
         result = read_status(project)
     except StatusError as error:
-        raise fail(str(error)) from error
+        raise fail(str(error), code=FAILURE) from error
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
@@ -137,8 +195,7 @@ def ui(
         # cannot bind, so a busy port is found here, before anything starts.
         check_port_free(host, port)
     except PortBusyError as error:
-        render.print_error(str(error))
-        raise typer.Exit(2) from None
+        raise fail(str(error)) from None
     env = service_env(project, open_instance(project))
     workspace = write_ui_workspace(project)
     render.print_message(f"Dagster UI on http://{host}:{port} (project {project.directory})")
@@ -160,14 +217,20 @@ def ui(
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="demo project folder")] = Path("demo"),
 ) -> None:
-    """Run the main job end to end on the bundled corpora and say where the results are."""
+    """Run the main job end to end on the bundled corpora and say where the results are.
+
+    `--verbose` echoes the Dagster and DeepSpeed logs as they grow.
+    """
     from pipelines.demo.project import demo_project
 
+    logs.keep_in_file()  # writing the demo tokenizer is said once, in the summary
     project = demo_project(directory)
-    render.print_message(f"demo project: {project.directory}")
-    ok = _run(project, None, None)
-    if not print_demo_results(project, directory, run_ok=ok):
-        raise typer.Exit(1)
+    render.print_message(f"demo project: {shown_path(project.directory)}")
+    summary = _run(project, None, None)
+    if not print_demo_results(
+        project, directory, run_ok=summary.ok, warnings=summary.warnings, log_dir=summary.log_dir
+    ):
+        raise typer.Exit(FAILURE)
 
 
 app = build_app(run=run, status=status, ui=ui, demo=demo)

@@ -17,7 +17,7 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -36,6 +36,7 @@ from assets.submit import VOXLAKE_TAG, RunOutcome, cancel_runs, follow_runs, sub
 from assets.training import TRAINING_GROUP
 from pipelines.locks import LockHeldError, process_lock
 from pipelines.project import Project
+from pipelines.units import read_units_index, source_of_unit
 
 RunSpec = tuple[str, list[dg.AssetKey], tuple[str, str] | None]
 """A run to submit: job name, assets, and the range of units (None when unpartitioned)."""
@@ -57,6 +58,15 @@ class Progress:
     total: int
     runs_done: int
     runs_total: int
+    hours_done: float | None = None
+    hours_total: float | None = None
+    """Hours of audio of the units done and planned (the durations the inventory planned
+    them with: declared, else read from the audio headers); None where the plan does not
+    know them (inventories, lake-wide and training assets)."""
+    log_dir: str | None = None
+    """The folder of this `voxlake run`'s Dagster logs (code server, run workers, daemon)."""
+    materialized: frozenset[str] = frozenset()
+    """The assets materialized so far in this stage (by name, any unit)."""
 
 
 @dataclass
@@ -237,7 +247,12 @@ def _plan_and_run(
         plan_cache: dict = {}  # job snapshots and plans per asset selection, for every stage
 
         def stage(
-            name: str, requests: list[RunSpec], total: int, count: Callable[[Outcomes], int]
+            name: str,
+            requests: list[RunSpec],
+            total: int,
+            count: Callable[[Outcomes], int],
+            hours: Callable[[Outcomes], float] | None = None,
+            hours_total: float | None = None,
         ) -> Outcomes:
             run_ids = [
                 submit_run(services.context, job, keys, units, tags, plan_cache)
@@ -262,6 +277,12 @@ def _plan_and_run(
                             total=total,
                             runs_done=sum(o.finished for o in outcomes.values()),
                             runs_total=len(outcomes),
+                            hours_done=hours(outcomes) if hours and hours_total else None,
+                            hours_total=hours_total,
+                            log_dir=report.log_dir,
+                            materialized=frozenset(
+                                a for o in outcomes.values() for a, _ in o.materialized
+                            ),
                         )
                     )
 
@@ -296,6 +317,7 @@ def _plan_and_run(
                     project.config.execution.units_per_run,
                     run_slots,
                 )
+                unit_hours = _unit_hours(project, current.units)
                 outcomes = stage(
                     "units",
                     [
@@ -303,9 +325,11 @@ def _plan_and_run(
                         for assets, first, last, _ in batches
                     ],
                     len(current.units),
-                    lambda o, last_asset=last_asset: sum(
-                        1 for x in o.values() for asset, _ in x.materialized if asset in last_asset
+                    lambda o, last_asset=last_asset: len(_units_done(o, last_asset)),
+                    lambda o, last_asset=last_asset, hours=unit_hours: sum(
+                        hours.get(u, 0.0) for u in _units_done(o, last_asset)
                     ),
+                    sum(unit_hours.values()) or None,
                 )
                 for outcome, batch in zip(outcomes.values(), batches, strict=True):
                     _blame_units(outcome, batch, current.unit_order, report)
@@ -353,6 +377,27 @@ def _never_inventoried(
         f"(e.g. --select 'key:inventory/{name} or ...') or run `voxlake run` without --select"
         for name in missing
     ]
+
+
+def _units_done(outcomes: Outcomes, last_asset: set[str]) -> set[str]:
+    """Units whose last planned asset has materialized (what the progress counts)."""
+    return {
+        unit
+        for outcome in outcomes.values()
+        for asset, unit in outcome.materialized
+        if asset in last_asset and unit is not None
+    }
+
+
+def _unit_hours(project: Project, units: Iterable[str]) -> dict[str, float]:
+    """Hours of audio per unit, as the inventory planned it (0 where it declared none)."""
+    wanted = set(units)
+    hours: dict[str, float] = {}
+    for source in sorted({source_of_unit(u) for u in wanted}):
+        for plan in read_units_index(project.lake, source):
+            if plan.unit in wanted:
+                hours[plan.unit] = plan.declared_duration_s / 3600
+    return hours
 
 
 def _count_assets(outcomes: dict[str, RunOutcome]) -> int:

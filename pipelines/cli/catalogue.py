@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pipelines.cli import render
-from pipelines.cli.options import ProjectOption, fail, load
+from pipelines.cli import render, render_tables
+from pipelines.cli.options import FAILURE, ProjectOption, fail, load, one_line
 from pipelines.lake.views import (
     QUALITY_REJECTIONS_SQL,
     QUALITY_SUMMARY_SQL,
@@ -28,13 +28,43 @@ def query(
     releases, ...; see docs/catalogue.md), or on lake views (manifests, ingest_rejections,
     quality) before the catalogue exists."""
     if fmt not in {"table", "csv", "json"}:
-        raise fail(f"--format must be table, csv or json, not {fmt!r}")
+        raise fail(
+            f"--format must be table, csv or json, not {fmt!r}",
+            example=f'voxlake query --format csv "{example_sql(None)}"',
+        )
     project = load(project_dir)
     try:
         result = run_sql(project, sql)
     except QueryError as error:
-        raise fail(str(error)) from error
-    render.print_arrow(result, fmt)
+        raise fail(
+            one_line(str(error)),
+            example=f'voxlake query "{example_sql(project)}"   '
+            f"(tables: {', '.join(table_names(project))})",
+        ) from error
+    render_tables.print_arrow(result, fmt)
+
+
+def example_sql(project: Project | None) -> str:
+    """A query that runs on this project: on the catalogue, or on the lake views before
+    there is one (the `try:` of a query that failed)."""
+    if project is not None and not project.catalogue_path.exists():
+        return "SELECT source, status, count(*) FROM manifest_rows GROUP BY ALL"
+    return "SELECT source, status, count(*) FROM utterances GROUP BY ALL"
+
+
+def table_names(project: Project) -> list[str]:
+    """The tables and views `voxlake query` reads now (the catalogue's, or the lake views
+    before there is one)."""
+    try:
+        rows = run_sql(
+            project,
+            "SELECT DISTINCT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'main' ORDER BY 1",
+        ).to_pylist()
+    except QueryError:
+        return []
+    # Names starting with `_` are the lake views' internals (empty stand-ins).
+    return [r["table_name"] for r in rows if not r["table_name"].startswith("_")]
 
 
 def run_sql(project: Project, sql: str) -> Any:
@@ -57,7 +87,7 @@ def print_summary(project: Project) -> None:
     quality = run_query(project.lake, QUALITY_SUMMARY_SQL)
     # Rejections after ingest exist only where the quality step has run.
     later = run_query(project.lake, QUALITY_REJECTIONS_SQL) if quality.num_rows else None
-    render.print_summary(per_source, ingest_rejections, quality, later)
+    render_tables.print_summary(per_source, ingest_rejections, quality, later)
 
 
 def summary(project_dir: ProjectOption = None) -> None:
@@ -74,7 +104,7 @@ def catalogue_rebuild(project_dir: ProjectOption = None) -> None:
     try:
         stats = rebuild_catalogue(project)
     except CatalogueError as error:
-        raise fail(str(error)) from error
+        raise fail(str(error), code=FAILURE) from error
     render.print_message(
         f"rebuilt {stats.path} in {stats.seconds:.2f} s: {stats.n_utterances} utterances "
         f"({stats.n_accepted} accepted, {stats.n_rejected} rejected), {stats.n_shards} audio "

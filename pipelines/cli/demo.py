@@ -1,69 +1,58 @@
-"""What `voxlake demo` prints once its Dagster run is over: the lake summary, the release and
-its audit, the training runs, the final evaluation and lineage, and where everything is.
+"""What `voxlake demo` prints once its Dagster run is over: the warnings that apply to the
+whole run, once; the lake summary; the release and its audit; the training runs, the
+final evaluation and a compact lineage; where everything is.
 
-The run itself starts in `assets/cli.py` (the only command-line module that imports Dagster);
-the demo project is set up by `pipelines/demo/project.py`.
+Everything is read first and printed after, so the run-wide warnings (the demo
+tokenizer, the random-weight model) come at the top of the summary, before the first
+table. The run itself starts in `assets/cli.py` (the only command-line module that
+imports Dagster); the demo project is set up by `pipelines/demo/project.py`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pipelines.cli import render
+from pipelines.cli import render, render_tables
 from pipelines.cli.catalogue import print_summary, run_sql
+from pipelines.cli.notices import demo_tokenizer_warning
+from pipelines.cli.options import shown_path
+from pipelines.cli.releases import print_release_table
 from pipelines.project import Project
 
 
-def _print_release_and_audit(project: Project) -> bool:
-    """The demo release, its hours per split, source and language, and its audit; True if
-    the audit passed."""
-    from pipelines.releases.audit import audit as run_audit
-    from pipelines.releases.create import load_release, release_summary
+@dataclass
+class _Training:
+    """What the demo shows of its training: read before anything is printed."""
 
-    name = project.config.releases[0].name
-    release, utterances = load_release(project, name)
-    render.print_message(
-        f"release {name}: {release.n_utterances} utterances, "
-        f"{release.duration_s / 3600:.4f} h in {len(release.shards)} audio and "
-        f"{len(release.code_shards)} code shards "
-        f"({release.n_duplicates_dropped} duplicates dropped); codes from the "
-        f"{'random-weight DEMO' if release.tokenizer_is_demo else 'configured'} tokenizer"
-    )
-    sets = ", ".join(f"{name} ({n})" for name, n in release.eval_sets.items()) or "none"
-    render.print_message(
-        f"evaluation sets (test only): {sets}; {release.n_held_back} utterances held back "
-        "(same PCM as an evaluation-set utterance)"
-    )
-    render.print_arrow(release_summary(utterances).to_arrow(), "table")
-    with render.status("auditing the release"):
-        result = run_audit(project, release=name, sample=10)
-    render.print_message(
-        f"audit of {result.scope}: {'passed' if result.passed else 'FAILED'} "
-        f"({result.shards} audio shards, {result.code_shards} code shards, {result.samples} "
-        f"samples, {result.remeasured} re-measured, {result.retokenized} re-tokenized)"
-    )
-    render.print_mismatches(result.problems[:20])
-    return result.passed
+    runs: Any = None
+    evaluation: dict[str, Any] | None = None
+    lineage: Any = None
+    lineage_error: str | None = None
+    checkpoint: Path | None = None
+    notes: list[str] = field(default_factory=list)
 
 
-def _print_training(project: Project) -> Path | None:
-    """After a demo run: the runs table, the final evaluation and the final lineage."""
+def _read_training(project: Project) -> _Training:
+    """The runs table, the final checkpoint's newest evaluation and its lineage."""
     from pipelines.lineage import LineageError, lineage
+    from pipelines.steps.evaluation import RANDOM_WEIGHTS_NOTE
     from pipelines.steps.train import latest_succeeded_run
 
+    found = _Training()
     release = project.config.training.release
     run = latest_succeeded_run(project, "sft", release) if release else None
     if run is None or run.checkpoint is None:
-        return None
-    render.print_training_runs(
-        run_sql(
-            project,
-            "SELECT stage, run_id, status, metrics->>'$.steps' AS steps, "
-            "round(CAST(metrics->>'$.final_loss' AS DOUBLE), 3) AS final_loss, "
-            "round(CAST(metrics->>'$.tokens_per_s' AS DOUBLE)) AS tokens_per_s "
-            "FROM runs ORDER BY started_at",
-        )
+        return found
+    found.checkpoint = project.lake.root / run.checkpoint
+    found.runs = run_sql(
+        project,
+        "SELECT stage, run_id, status, metrics->>'$.steps' AS steps, "
+        "round(CAST(metrics->>'$.final_loss' AS DOUBLE), 3) AS final_loss, "
+        "round(CAST(metrics->>'$.tokens_per_s' AS DOUBLE)) AS tokens_per_s "
+        "FROM runs ORDER BY started_at",
     )
     evals = run_sql(
         project,
@@ -71,43 +60,98 @@ def _print_training(project: Project) -> Path | None:
         f"'{run.checkpoint_sha256}' ORDER BY created_at DESC LIMIT 1",
     ).to_pylist()
     if evals:
-        from pipelines.cli.training import print_eval_sets
-        from pipelines.steps.evaluation import RANDOM_WEIGHTS_NOTE
-
-        metrics = json.loads(evals[0]["metrics"])
-        render.print_eval_table(metrics, f"evaluation {evals[0]['eval_id']}")
-        print_eval_sets(metrics)
-        if metrics.get("tokenizer_is_demo"):
-            render.print_note(RANDOM_WEIGHTS_NOTE)
-        render.print_message(f"evaluation report: {project.lake.eval_report(evals[0]['eval_id'])}")
+        found.evaluation = {"eval_id": evals[0]["eval_id"], **json.loads(evals[0]["metrics"])}
+        if found.evaluation.get("tokenizer_is_demo"):
+            found.notes.append(RANDOM_WEIGHTS_NOTE)
     try:
-        render.print_lineage(lineage(project, run.run_id), max_items=5)
+        found.lineage = lineage(project, run.run_id)
     except LineageError as error:
-        render.print_lineage_error(str(error))
-    return project.lake.root / run.checkpoint
+        found.lineage_error = str(error)
+    return found
 
 
-def print_demo_results(project: Project, directory: Path, run_ok: bool) -> bool:
-    """Everything the demo shows after its run (`run_ok`: the run succeeded); True when the
-    run and the release audit both passed."""
-    print_summary(project)
-    audit_ok = _print_release_and_audit(project) if run_ok else True
-    final_checkpoint = _print_training(project) if run_ok else None
-    reports = project.lake.reports_dir()
+def _audit(project: Project) -> Any:
+    """The demo release's audit (shards against the catalogue, a re-measured sample)."""
+    from pipelines.releases.audit import audit as run_audit
+
+    with render.status("auditing the release"):
+        return run_audit(project, release=project.config.releases[0].name, sample=10)
+
+
+def _print_release_and_audit(project: Project, result: Any) -> None:
+    """The demo release, its utterances per source and language, and its audit."""
+    from pipelines.releases.create import load_release
+
+    name = project.config.releases[0].name
+    release, utterances = load_release(project, name)
+    sets = ", ".join(f"{name} ({n})" for name, n in release.eval_sets.items()) or "none"
     render.print_message(
-        "\nresults:\n"
-        f"  lake:           {project.lake.root} (manifests, quality, shards, codes, releases)\n"
-        f"  catalogue:      {project.catalogue_path}\n"
-        f"  quality report: {reports / 'quality.html'}\n"
-        f"  audit report:   {reports / 'audit.html'}\n"
-        + (
-            f"  checkpoint:     {final_checkpoint} (SFT, tiny profile)\n"
-            if final_checkpoint
-            else ""
-        )
-        + f"  Dagster home:   {project.dagster_home} (runs, events; SQLite)\n"
-        f"  explore:        voxlake query --project {directory} "
-        '"SELECT source, status, count(*) FROM utterances GROUP BY ALL"\n'
-        f"  UI:             voxlake ui --project {directory}   (http://127.0.0.1:3000)"
+        f"release {name}: {release.n_utterances} utterances ({release.duration_s / 3600:.4f} h), "
+        f"{len(release.shards)} audio + {len(release.code_shards)} code shards, "
+        f"{release.n_duplicates_dropped} duplicates dropped; evaluation sets, in test only: "
+        f"{sets}; {release.n_held_back} held back (same PCM as one of theirs)"
     )
-    return run_ok and audit_ok
+    print_release_table(utterances)
+    render.print_message(
+        f"audit of {result.scope}: {'passed' if result.passed else 'FAILED'} "
+        f"({result.shards} audio shards, {result.code_shards} code shards, {result.samples} "
+        f"samples, {result.remeasured} re-measured, {result.retokenized} re-tokenized)"
+    )
+    render.print_mismatches(result.problems[:20])
+
+
+def _print_training(project: Project, training: _Training, directory: Path) -> None:
+    """The runs table, the final evaluation and the compact lineage."""
+    from pipelines.cli.training import print_eval_sets
+
+    if training.runs is None:
+        return
+    render.print_message("")
+    render_tables.print_training_runs(training.runs)
+    if training.evaluation is not None:
+        metrics = training.evaluation
+        render_tables.print_eval_table(metrics, f"evaluation {metrics['eval_id']}")
+        print_eval_sets(metrics)
+    if training.lineage is not None:
+        render.print_lineage_summary(training.lineage, f" --project {shown_path(directory)}")
+    elif training.lineage_error is not None:
+        render.print_lineage_error(training.lineage_error)
+
+
+def print_demo_results(
+    project: Project,
+    directory: Path,
+    run_ok: bool,
+    warnings: list[str] | None = None,
+    log_dir: Path | None = None,
+) -> bool:
+    """Everything the demo shows after its run (`run_ok`: the run succeeded; `warnings`:
+    the run's own, `log_dir`: its logs); True when the run and the audit both passed."""
+    audit = _audit(project) if run_ok else None
+    training = _read_training(project) if run_ok else _Training()
+    tokenizer = demo_tokenizer_warning(project)
+    # Once each: the run may have found the demo tokenizer too.
+    said = list(dict.fromkeys([*([tokenizer] if tokenizer else []), *(warnings or [])]))
+    render.print_notices(said, training.notes)
+    print_summary(project)
+    if audit is not None:
+        render.print_message("")
+        _print_release_and_audit(project, audit)
+    _print_training(project, training, directory)
+    reports = project.lake.reports_dir()
+    fields = [
+        ("lake", f"{shown_path(project.lake.root)} (manifests, quality, shards, codes, releases)"),
+        ("catalogue", shown_path(project.catalogue_path)),
+        ("quality report", shown_path(reports / "quality.html")),
+        ("audit report", shown_path(reports / "audit.html")),
+    ]
+    if training.evaluation is not None:
+        report = project.lake.eval_report(training.evaluation["eval_id"])
+        fields.append(("eval report", shown_path(report)))
+    if training.checkpoint is not None:
+        fields.append(("checkpoint", f"{shown_path(training.checkpoint)} (SFT)"))
+    if log_dir is not None and log_dir.is_dir():
+        fields.append(("logs", f"{shown_path(log_dir)} (Dagster, deepspeed launcher)"))
+    fields.append(("UI", f"voxlake ui --project {shown_path(directory)}   (http://127.0.0.1:3000)"))
+    render.print_fields("results", fields)
+    return run_ok and (audit is None or audit.passed)

@@ -9,7 +9,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from pipelines.cli import render
+from pipelines.cli import render, render_tables
 from pipelines.cli.options import ProjectOption, fail, load
 from pipelines.project import ProjectError, format_validation_error, init_project
 from schemas import SourceConfig
@@ -20,7 +20,9 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder")] = Pat
     try:
         project = init_project(directory)
     except ProjectError as error:
-        raise fail(str(error)) from error
+        raise fail(
+            str(error), example=f"voxlake source list --project {directory}   (it is a project)"
+        ) from error
     render.print_message(f"created project {project.directory}")
     render.print_message(f"  config: {project.config_path}\n  lake:   {project.lake.root}")
 
@@ -28,7 +30,7 @@ def init(directory: Annotated[Path, typer.Argument(help="project folder")] = Pat
 def _parse_option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise fail(f"--option {text!r}: expected key=value")
+        raise fail(f"--option {text!r}: expected key=value", example="--option splits=[dev-clean]")
     # YAML scalars, so `--option splits=[dev-clean, test-clean]` gives a list.
     return key.strip(), yaml.safe_load(value) if value else None
 
@@ -69,4 +71,4 @@ def source_add(
 
 def source_list(project_dir: ProjectOption = None) -> None:
     """List the project's sources."""
-    render.print_sources(load(project_dir).config.sources)
+    render_tables.print_sources(load(project_dir).config.sources)

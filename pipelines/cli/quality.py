@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pipelines.cli import render
-from pipelines.cli.options import ProjectOption, fail, load
+from pipelines.cli.options import ProjectOption, check_sources, load
 
 
 def report(
@@ -20,11 +20,7 @@ def report(
     from pipelines.steps.quality_report import write_report
 
     project = load(project_dir)
-    if source is not None:
-        try:
-            project.config.source(source)
-        except KeyError as error:
-            raise fail(str(error.args[0])) from error
+    check_sources(project, [source] if source else None, "voxlake report")
     with render.status("rendering the quality report"):
         path = write_report(project, out=out, source=source)
     render.print_message(f"quality report: {path}")

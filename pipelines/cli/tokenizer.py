@@ -41,7 +41,10 @@ def tokenize(
     from pipelines.audio.prepare import prepare
 
     if fmt not in {"text", "json"}:
-        raise fail(f"--format must be text or json, not {fmt!r}")
+        raise fail(
+            f"--format must be text or json, not {fmt!r}",
+            example="voxlake tokenize some.wav --format json",
+        )
     if checkpoint is None:
         from pipelines.tokenizer import ensure_checkpoint
 

@@ -17,8 +17,12 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from pipelines.cli import render
-from pipelines.cli.options import ProjectOption, fail, load
+from pipelines.cli import render, render_tables
+from pipelines.cli.options import ProjectOption, fail, load, one_line
+
+METRIC_SHORT = {"wer": "WER", "cer": "CER", "audio_token_error": "ATE"}
+"""Metric names in the 80-column tables; the legend below a table spells them out."""
+METRIC_LEGEND = "ATE: audio-token error, teacher-forced; S/D/I: substituted/deleted/inserted"
 
 
 def lineage_command(
@@ -38,42 +42,50 @@ def lineage_command(
     try:
         result = lineage(project, checkpoint)
     except (CatalogueError, LineageError) as error:
-        raise fail(str(error)) from error
+        raise fail(
+            one_line(str(error)),
+            example='voxlake query "SELECT stage, run_id, checkpoint FROM runs"   '
+            "(then voxlake lineage RUN_ID)",
+        ) from error
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
         return
     render.print_lineage(result)
 
 
+def eval_set_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    """One row per evaluation set and metric: set, task and metric, utterances, reference
+    units, error rate in % with its 95 % interval, S/D/I."""
+    rows = []
+    for s in metrics.get("eval_sets") or []:
+        rate = "–"
+        if s.get("error_rate") is not None:
+            rate = f"{100 * s['error_rate']:.1f}"
+            if s.get("ci_low") is not None and s.get("ci_high") is not None:
+                rate += f" [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
+        rows.append(
+            [
+                s["eval_set"],
+                f"{s['task']} {METRIC_SHORT.get(s['metric'], s['metric'])}",
+                str(s["n_utterances"]),
+                str(s["n_ref_units"]),
+                rate,
+                f"{s['substitutions']}/{s['deletions']}/{s['insertions']}",
+            ]
+        )
+    return rows
+
+
 def print_eval_sets(metrics: dict[str, Any]) -> None:
     """The per-set error rates of an evaluation, as a table."""
-    import pyarrow as pa
-
-    from pipelines.evaluation.summary import METRIC_LABELS, rate_with_interval
-
-    sets = metrics.get("eval_sets") or []
-    if not sets:
-        return
-    render.print_message("\nerror rates per evaluation set (95 % bootstrap interval):")
-    render.print_arrow(
-        pa.Table.from_pylist(
-            [
-                {
-                    "evaluation set": s["eval_set"],
-                    "task": s["task"],
-                    "metric": METRIC_LABELS.get(s["metric"], s["metric"]),
-                    "utterances": s["n_utterances"],
-                    "units": s["n_ref_units"],
-                    "error rate [95 % CI]": rate_with_interval(s),
-                    "S": s["substitutions"],
-                    "D": s["deletions"],
-                    "I": s["insertions"],
-                }
-                for s in sets
-            ]
-        ),
-        "table",
-    )
+    rows = eval_set_rows(metrics)
+    if rows:
+        render_tables.print_rows(
+            ["evaluation set", "task", "utt", "units", "error % [95 % CI]", "S/D/I"],
+            rows,
+            title="error rates per evaluation set (95 % bootstrap interval)",
+            notes=[METRIC_LEGEND],
+        )
 
 
 def eval_run_command(
@@ -94,12 +106,18 @@ def eval_run_command(
     settings = project.config.training.eval
     if split:
         if split not in ("dev", "test"):
-            raise fail(f"--split must be dev or test, not {split!r}")
+            raise fail(
+                f"--split must be dev or test, not {split!r}",
+                example=f"voxlake eval {checkpoint} --release {release} --split dev",
+            )
         settings = settings.model_copy(update={"split": split})
     if max_utterances is not None:
         settings = settings.model_copy(update={"asr_max_utterances": max_utterances})
     if not checkpoint.is_dir():
-        raise fail(f"{checkpoint}: no such checkpoint folder")
+        raise fail(
+            f"{checkpoint}: no such checkpoint folder",
+            example=f"voxlake eval lake/checkpoints/RUN_ID/hf --release {release}",
+        )
     try:
         record, _ = run_evaluation(
             project,
@@ -109,11 +127,12 @@ def eval_run_command(
             progress=render.print_note,
         )
     except (ValueError, FileNotFoundError) as error:
-        raise fail(str(error)) from error
-    render.print_eval_table(record.metrics, f"{record.eval_id} ({checkpoint})")
-    print_eval_sets(record.metrics)
+        raise fail(one_line(str(error))) from error
+    # What applies to the whole evaluation comes first, once.
     if record.metrics.get("tokenizer_is_demo"):
-        render.print_note(RANDOM_WEIGHTS_NOTE)
+        render.print_notices([], [RANDOM_WEIGHTS_NOTE])
+    render_tables.print_eval_table(record.metrics, f"{record.eval_id} ({checkpoint})")
+    print_eval_sets(record.metrics)
     render.print_message(f"registered evaluation {record.eval_id} in {project.catalogue_path}")
     render.print_message(f"report: {project.lake.eval_report(record.eval_id)}")
 
@@ -127,19 +146,16 @@ def eval_compare_command(
 ) -> None:
     """Compare evaluation B with A: error rates, B − A with a paired bootstrap 95 % interval,
     and the breakdowns by source, language, SNR and duration side by side."""
-    import pyarrow as pa
 
-    from pipelines.evaluation.compare import (
-        ComparisonError,
-        compare_evaluations,
-        difference_cells,
-    )
+    from pipelines.evaluation.compare import ComparisonError, compare_evaluations
 
     project = load(project_dir)
     try:
         comparison = compare_evaluations(project, a, b, samples=samples)
     except ComparisonError as error:
-        raise fail(str(error)) from error
+        raise fail(
+            str(error), example=_eval_example(project, "voxlake eval compare {} B")
+        ) from error
     if as_json:
         from pipelines.evaluation.compare import group_json
 
@@ -156,30 +172,29 @@ def eval_compare_command(
         "B − A in percentage points, negative = B makes fewer errors"
     )
 
-    def table(groups: list[Any], heading: str) -> pa.Table:
-        rows = []
-        for g in groups:
-            rate_a, rate_b, diff, verdict = difference_cells(g.difference)
-            rows.append(
-                {
-                    heading: g.value,
-                    "task": g.task,
-                    "metric": g.metric,
-                    "utterances": g.difference.n_utterances,
-                    "A": rate_a,
-                    "B": rate_b,
-                    "B − A [95 % CI]": diff,
-                    "verdict": verdict,
-                }
-            )
-        return pa.Table.from_pylist(rows)
-
-    render.print_arrow(table(comparison.sets, "evaluation set"), "table")
+    print_comparison(comparison.sets, "evaluation set")
     dimensions = sorted({g.dimension for g in comparison.breakdowns})
     for dimension in dimensions:
-        render.print_message(f"\nby {dimension}:")
         groups = [g for g in comparison.breakdowns if g.dimension == dimension]
-        render.print_arrow(table(groups, dimension), "table")
+        print_comparison(groups, dimension, title=f"by {dimension}")
+
+
+def print_comparison(groups: list[Any], heading: str, title: str | None = None) -> None:
+    """One table of compared groups (`ComparedGroup`): A, B and B − A with its interval."""
+    from pipelines.evaluation.compare import difference_cells
+
+    rows = []
+    for g in groups:
+        rate_a, rate_b, diff, verdict = difference_cells(g.difference)
+        metric = METRIC_SHORT.get(g.metric, g.metric)
+        n = str(g.difference.n_utterances)
+        rows.append([str(g.value), f"{g.task} {metric}", n, rate_a, rate_b, diff, verdict])
+    render_tables.print_rows(
+        [heading, "task", "utt", "A", "B", "B − A [95 % CI]", "verdict"],
+        rows,
+        title=title,
+        notes=[METRIC_LEGEND.split(";")[0]],
+    )
 
 
 def eval_report_command(
@@ -203,8 +218,21 @@ def eval_report_command(
         record = resolve_evaluation(project, evaluation)
         path = write_eval_report(project, record, compare_to=compare, out=out)
     except (ComparisonError, FileNotFoundError) as error:
-        raise fail(str(error)) from error
+        raise fail(str(error), example=_eval_example(project, "voxlake eval report {}")) from error
     render.print_message(f"report of {record.eval_id}: {path}")
+
+
+def _eval_example(project: Any, template: str) -> str:
+    """`template` with a known evaluation's id, or how to make one when there is none."""
+    from pipelines.evaluation.compare import ComparisonError, load_eval_records
+
+    try:
+        records = load_eval_records(project)
+    except ComparisonError:
+        records = []
+    if not records:
+        return "voxlake eval lake/checkpoints/RUN_ID/hf --release RELEASE   (no evaluation yet)"
+    return template.format(records[-1].eval_id)
 
 
 class _EvalGroup(TyperGroup):

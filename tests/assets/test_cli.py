@@ -81,4 +81,4 @@ def test_run_fails_loudly_on_a_missing_corpus_and_unknown_source(project_dir: Pa
     assert code == 1
     assert "nowhere" in out and "does not exist" in out
     code, out = _invoke("run", "--source", "nope", "--project", str(project_dir))
-    assert code == 1 and "no source named 'nope'" in out
+    assert code == 2 and "no source named 'nope'" in out  # a user error, not a failed run

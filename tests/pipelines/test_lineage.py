@@ -630,8 +630,8 @@ def test_cli_json(tiny: TinyLake) -> None:
 def test_cli_errors(tiny: TinyLake, tmp_path: Path) -> None:
     project = str(tiny.project.directory)
     result = runner.invoke(app, ["lineage", "abcdef", "--project", project])
-    assert result.exit_code == 1 and "ambiguous" in result.output
+    assert result.exit_code == 2 and "ambiguous" in result.output
     result = runner.invoke(app, ["lineage", "no-such-run", "--project", project])
-    assert result.exit_code == 1 and "no training run" in result.output
+    assert result.exit_code == 2 and "no training run" in result.output
     result = runner.invoke(app, ["lineage", MTP1, "--project", str(tmp_path)])
-    assert result.exit_code == 1 and "voxlake.yaml" in result.output
+    assert result.exit_code == 2 and "voxlake.yaml" in result.output

@@ -42,7 +42,7 @@ def test_the_pipelines_command_line_has_no_dagster_command() -> None:
     assert _names(pipelines_app) == [c for c in COMMANDS if c not in DAGSTER_COMMANDS] + GROUPS
 
 
-def test_only_render_imports_rich() -> None:
+def test_only_render_modules_import_rich() -> None:
     folder = Path(pipelines.cli.__file__).parent
     importers = set()
     for path in folder.glob("*.py"):
@@ -54,4 +54,6 @@ def test_only_render_imports_rich() -> None:
                 names = [node.module or ""]
             if any(name.split(".")[0] == "rich" for name in names):
                 importers.add(path.name)
-    assert importers == {"render.py"}
+    # render.py and its parts (render_fit, render_tables, render_lineage).
+    assert importers and all(name.startswith("render") for name in importers), importers
+    assert "render.py" in importers

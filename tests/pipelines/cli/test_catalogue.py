@@ -35,6 +35,6 @@ def project_dir(tmp_path: Path) -> Path:
 )
 def test_query_refuses_anything_but_one_read(project_dir: Path, sql: str) -> None:
     code, out = _invoke("query", sql, "--project", str(project_dir))
-    assert code == 1
+    assert code == 2  # a user error
     assert "error" in out
     assert not (project_dir / "x.csv").exists()

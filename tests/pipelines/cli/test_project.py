@@ -32,7 +32,7 @@ def test_init_creates_config_lake_and_dagster_home(project_dir: Path) -> None:
     instance_yaml = yaml.safe_load((project_dir / ".dagster" / "dagster.yaml").read_text())
     assert instance_yaml["telemetry"] == {"enabled": False}
     code, out = _invoke("init", str(project_dir))
-    assert code == 1 and "already exists" in out
+    assert code == 2 and "already exists" in out
 
 
 def test_source_add_validates_and_lists(project_dir: Path, corpora: Path) -> None:
@@ -56,7 +56,7 @@ def test_source_add_validates_and_lists(project_dir: Path, corpora: Path) -> Non
     code, out = _invoke(
         "source", "add", "bad", "--kind", "mp4", "--path", "x", "--project", str(project_dir)
     )
-    assert code == 1 and "kind" in out
+    assert code == 2 and "kind" in out
     code, out = _invoke(
         "source",
         "add",
@@ -70,11 +70,11 @@ def test_source_add_validates_and_lists(project_dir: Path, corpora: Path) -> Non
         "--project",
         str(project_dir),
     )
-    assert code == 1 and "langs" in out
+    assert code == 2 and "langs" in out
     code, out = _invoke(
         "source", "add", "libri", "--kind", "emilia", "--path", "x", "--project", str(project_dir)
     )
-    assert code == 1 and "exists" in out
+    assert code == 2 and "exists" in out
 
     code, out = _invoke("source", "list", "--project", str(project_dir))
     assert code == 0 and "libri" in out and "librispeech" in out and "bad" not in out
@@ -83,4 +83,4 @@ def test_source_add_validates_and_lists(project_dir: Path, corpora: Path) -> Non
 def test_commands_outside_a_project_say_how_to_start(tmp_path: Path) -> None:
     os.chdir(tmp_path)
     code, out = _invoke("source", "list")
-    assert code == 1 and "voxlake init" in out
+    assert code == 2 and "voxlake init" in out
