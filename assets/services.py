@@ -1,6 +1,7 @@
 """The Dagster processes a `voxlake run` needs: a code server, and a daemon when none runs.
 
-The code server (`dagster api grpc -m assets.definitions`) is the code location
+The code server (`dagster api grpc -m assets.definitions`, started through
+`assets.code_server`, which forks run workers from a warm process) is the code location
 `voxlake`: runs are created from it, so they carry its origin, and the default
 run launcher asks it to start each run worker. The daemon (`dagster-daemon run`)
 takes runs off the instance's queue as `max_concurrent_runs` allows, monitors
@@ -260,7 +261,8 @@ def start_code_server(project: Project, instance: dg.DagsterInstance) -> CodeSer
     port = free_port()
     process = _start(
         [
-            sys.executable, "-m", "dagster", "api", "grpc",
+            # `dagster api grpc` whose run workers fork from a warm process.
+            sys.executable, "-m", "assets.code_server",
             "--module-name", DEFINITIONS_MODULE,
             "--host", LOOPBACK, "--port", str(port),
             "--location-name", LOCATION_NAME,

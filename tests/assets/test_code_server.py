@@ -1,0 +1,72 @@
+"""The code server `voxlake run` starts forks its run workers from a warm fork server."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets.instance import open_instance
+from assets.runner import run_assets
+from assets.services import start_code_server, wait_for_code_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: no test folder on it
+from runner_projects import runner_project
+
+pytestmark = pytest.mark.slow
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found: list[int] = []
+    for task in tasks.iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(child) for child in text]
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_the_code_server_keeps_a_fork_server_preloaded_with_the_definitions(
+    tmp_path: Path, corpora: Path
+) -> None:
+    project = runner_project(tmp_path / "proj", corpora, {"custom_hf"}, units_per_run=4)
+    server = start_code_server(project, open_instance(project))
+    try:
+        wait_for_code_server(server.process, server.port, server.log)
+        # The code server runs behind a parent-death wrapper that execs it: same pid.
+        deadline = time.monotonic() + 60
+        fork_servers: list[str] = []
+        while not fork_servers and time.monotonic() < deadline:
+            fork_servers = [
+                _cmdline(c)
+                for c in _children(server.process.pid)
+                if "multiprocessing.forkserver" in _cmdline(c)
+            ]
+            time.sleep(0.2)
+        assert fork_servers, "the code server started no fork server"
+        assert "assets.worker_preload" in fork_servers[0]
+    finally:
+        server.used = True  # keep its log for a failure's report
+        server.stop()
+
+
+def test_runs_through_forked_workers_succeed_and_log_to_the_run(
+    tmp_path: Path, corpora: Path
+) -> None:
+    project = runner_project(tmp_path / "proj", corpora, {"custom_hf"}, units_per_run=4)
+    report = run_assets(project, select="key:inventory/*")
+    assert report.success, report.failures
+    instance = open_instance(project)
+    (run_id,) = report.run_ids
+    run = instance.get_run_by_id(run_id)
+    assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    # The step's own log lines (written in the forked worker) reached the run's events.
+    messages = [e.user_message for e in instance.all_logs(run_id)]
+    assert any("custom_hf: 6 input utterances" in m for m in messages), messages[-10:]
