@@ -117,7 +117,25 @@ def main(argv: list[str]) -> int:
     _say("ruff check")
     if subprocess.call([str(bin_dir / "ruff"), "check", "."], cwd=ROOT, env=env) != 0:
         return 1
-    return subprocess.call([str(python), "-m", "pytest", *rest], cwd=ROOT, env=env)
+    return subprocess.call(
+        [str(python), "-m", "pytest", *_worker_args(rest), *rest], cwd=ROOT, env=env
+    )
+
+
+def _worker_args(rest: list[str]) -> list[str]:
+    """pytest-xdist options for the whole suite: one worker per core, at most 4, each test
+    file on one worker (module fixtures are built once; a file's tests share its order).
+
+    Most of the suite's wall time is waiting (daemon ticks, queued runs, launchers and
+    servers starting), so two workers on two cores finish well ahead of one. None when the
+    caller chose (`-n ...`, `-p no:xdist`) or runs a single test.
+    """
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) for a in rest):
+        return []
+    if "no:xdist" in rest or any("::" in a for a in rest):
+        return []
+    workers = max(1, min(4, os.cpu_count() or 1))
+    return ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
 
 
 if __name__ == "__main__":

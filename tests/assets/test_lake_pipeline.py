@@ -28,6 +28,8 @@ from pipelines.tokenizer import configured_tokenizer_sha256
 from schemas import ProjectConfig, ReleaseSpec
 from schemas.shards import decode_codes
 
+pytestmark = pytest.mark.slow
+
 TABLES = [
     "utterances",
     "shards",

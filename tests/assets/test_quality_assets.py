@@ -20,6 +20,8 @@ from pipelines.demo.project import demo_config
 from pipelines.project import Project, init_project
 from schemas import ProjectConfig
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def project(tmp_path: Path, corpora: Path) -> Project:
