@@ -110,20 +110,21 @@ def print_passed(message: str) -> None:
 
 
 def print_mismatches(problems: Iterable[str]) -> None:
-    """Audit mismatches on stderr, one a line."""
+    """Audit mismatches on stderr, one a line however long (a path in it is never split)."""
     for problem in problems:
-        err_console.print(f"[red]MISMATCH[/] {escape(problem)}", highlight=False)
+        err_console.print(f"[red]MISMATCH[/] {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 def print_run_failures(failures: Iterable[str]) -> None:
-    """Failed steps and checks of Dagster runs on stderr, one a line."""
+    """Failed steps and checks of Dagster runs on stderr, one a line however long: the
+    terminal wraps it, so a path or id in it stays whole for copying and grepping."""
     for failure in failures:
-        err_console.print(f"[red]FAILED[/] {escape(failure)}", highlight=False)
+        err_console.print(f"[red]FAILED[/] {escape(failure)}", highlight=False, soft_wrap=True)
 
 
 def print_lineage_error(message: str) -> None:
     """Why a lineage could not be shown, on stderr (the command goes on)."""
-    err_console.print(f"[red]lineage:[/] {escape(message)}")
+    err_console.print(f"[red]lineage:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def status(message: str) -> Status:

@@ -257,6 +257,20 @@ def test_fit_table_keeps_ids_whole_or_falls_back_to_blocks() -> None:
     _assert_fits(captured.get(), *(f"{LONG_RUN}-{i}" for i in range(11)))
 
 
+def test_failures_longer_than_the_terminal_keep_their_paths_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    buffer = io.StringIO()
+    monkeypatch.setattr(render, "err_console", Console(file=buffer, width=80, color_system=None))
+    path = "/tmp/pytest-of-root/pytest-114/popen-gw1/test_run_fails_loudly_on_a_mis0/proj/nowhere"
+    render.print_run_failures([f"inventory of source 'gone': path {path} does not exist"])
+    render.print_mismatches([f"shard {path}/shard-000000.tar: sha256 differs"])
+    lines = buffer.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("FAILED ") and f"{path} does not exist" in lines[0]
+    assert lines[1].startswith("MISMATCH ") and f"{path}/shard-000000.tar" in lines[1]
+
+
 def test_query_results_shorten_hashes_and_say_so(screen: io.StringIO) -> None:
     table = pa.table(
         {
