@@ -58,6 +58,11 @@ def _run(
 ) -> _RunSummary:
     """Run, with the progress display; print the phases and where the logs are. The
     run-wide warnings are returned, for the caller to print at the top of its summary."""
+    # The code server starts first, without Dagster (`assets.launch`): it loads the
+    # definitions while this process imports Dagster, opens the instance and plans.
+    from assets.launch import start_code_server
+
+    code_server = start_code_server(project)
     # Dagster loads only when a run starts.
     from assets.runner import RunLockedError, SelectionError, run_assets
     from assets.services import ServiceError
@@ -83,6 +88,7 @@ def _run(
                 sources=sources,
                 force=force,
                 on_progress=lambda p: progress(p, on_progress),
+                code_server=code_server,
             )
     except SelectionError as error:
         raise fail(one_line(str(error)), example=SELECT_EXAMPLE) from error
@@ -196,7 +202,8 @@ def ui(
         check_port_free(host, port)
     except PortBusyError as error:
         raise fail(str(error)) from None
-    env = service_env(project, open_instance(project))
+    open_instance(project)  # sets this machine's pool limits before the daemon reads them
+    env = service_env(project)
     workspace = write_ui_workspace(project)
     render.print_message(f"Dagster UI on http://{host}:{port} (project {project.directory})")
     command = [

@@ -14,7 +14,7 @@ import dagster as dg
 
 from assets.pools import pool_limits
 from pipelines.project import Project
-from pipelines.runtime import cores_per_step, usable_cores
+from pipelines.runtime import usable_cores
 
 DAEMON_FRESH_S = 60.0
 """A daemon whose last heartbeat is younger than this counts as running."""
@@ -35,11 +35,6 @@ def max_concurrent_runs(instance: dg.DagsterInstance) -> int:
     config = instance.get_concurrency_config().run_queue_config
     limit = config.max_concurrent_runs if config is not None else -1
     return limit if limit > 0 else usable_cores()
-
-
-def torch_threads_per_run(instance: dg.DagsterInstance) -> int:
-    """Torch threads for each run's steps: this machine's cores shared by the concurrent runs."""
-    return cores_per_step(usable_cores(), min(max_concurrent_runs(instance), usable_cores()))
 
 
 def daemon_running(instance: dg.DagsterInstance, now: float | None = None) -> bool:

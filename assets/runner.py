@@ -30,8 +30,9 @@ from assets.definitions import (
     build_definitions,
 )
 from assets.instance import max_concurrent_runs, open_instance
+from assets.launch import CodeServer, start_code_server
 from assets.plan import Plan, plan_work
-from assets.services import CodeServer, dagster_services, start_code_server
+from assets.services import dagster_services
 from assets.submit import VOXLAKE_TAG, RunOutcome, cancel_runs, follow_runs, submit_run
 from assets.training import TRAINING_GROUP
 from pipelines.locks import LockHeldError, process_lock
@@ -169,32 +170,29 @@ def run_assets(
     sources: list[str] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     force: bool = False,
+    code_server: CodeServer | None = None,
 ) -> RunReport:
     """Materialise what is missing or stale in `select` (default: everything) for `sources`.
+
+    `code_server`, when given, is one the caller started early (`assets.launch`);
+    it is stopped on return either way.
 
     Raises SelectionError for a selection or source that names nothing, RunLockedError
     when another `voxlake run` works on the project, ServiceError when a Dagster
     process does not start.
     """
-    with run_lock(project):
-        return _run_assets(project, select, sources, on_progress, force)
-
-
-def _run_assets(
-    project: Project,
-    select: str | None,
-    sources: list[str] | None,
-    on_progress: Callable[[Progress], None] | None,
-    force: bool,
-) -> RunReport:
-    instance = open_instance(project)
-    # Started before planning: it loads the definitions while we plan. Stopped again
-    # when there is nothing to do or the selection is bad.
-    code_server = start_code_server(project, instance)
     try:
-        return _plan_and_run(project, instance, code_server, select, sources, on_progress, force)
+        with run_lock(project):
+            # Started before the instance opens and the plan is made: it loads the
+            # definitions meanwhile. Stopped again when there is nothing to do.
+            code_server = code_server or start_code_server(project)
+            instance = open_instance(project)
+            return _plan_and_run(
+                project, instance, code_server, select, sources, on_progress, force
+            )
     finally:
-        code_server.stop()  # a no-op when the services stopped it already
+        if code_server is not None:
+            code_server.stop()  # a no-op when the services stopped it already
 
 
 def _plan_and_run(

@@ -16,11 +16,8 @@ voxlake process if that is killed (Linux parent-death signal).
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,17 +29,35 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import GrpcServerTarget
 from dagster._grpc.client import DagsterGrpcClient
 
-from assets.instance import daemon_running, torch_threads_per_run
+from assets.instance import daemon_running
+from assets.launch import (
+    DEFINITIONS_MODULE,
+    LOCATION_NAME,
+    LOOPBACK,
+    CodeServer,
+    service_env,
+    start_code_server,
+    start_daemon,
+    stop_processes,
+)
 from pipelines.project import Project
-from pipelines.runtime import TORCH_THREADS_ENV
 
-LOCATION_NAME = "voxlake"
-"""The code location's name: the same in `voxlake run`, `voxlake ui` and every deployment."""
+__all__ = [
+    "DEFINITIONS_MODULE",
+    "LOCATION_NAME",
+    "CodeServer",
+    "PortBusyError",
+    "ServiceError",
+    "Services",
+    "check_port_free",
+    "dagster_services",
+    "service_env",
+    "start_code_server",
+    "wait_for_code_server",
+    "write_ui_workspace",
+]
 
-DEFINITIONS_MODULE = "assets.definitions"
-LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 20.0
 
 
 class ServiceError(RuntimeError):
@@ -54,13 +69,17 @@ class Services:
     """The started processes, the workspace they serve, and where their logs go."""
 
     workspace_file: Path
-    log_dir: Path
+    code_server: CodeServer
     context: WorkspaceProcessContext
     instance: dg.DagsterInstance
-    env: dict[str, str]
     cwd: Path
     processes: list[subprocess.Popen]
     started_daemon: bool = False
+
+    @property
+    def log_dir(self) -> Path:
+        """The folder of this `voxlake run`'s Dagster logs (code server, daemon, workers)."""
+        return self.code_server.log_dir
 
     def ensure_daemon(self) -> bool:
         """Start a daemon if none serves the instance (none yet, or the one seen has gone).
@@ -70,36 +89,9 @@ class Services:
         """
         if daemon_running(self.instance):
             return False
-        command = [
-            sys.executable, "-m", "dagster._daemon", "run",
-            "--workspace", str(self.workspace_file),
-            "--log-level", "warning",
-        ]  # fmt: skip
-        self.processes.append(_start(command, self.env, self.cwd, self.log_dir / "daemon.log"))
+        self.processes.append(start_daemon(self.workspace_file, self.code_server, self.cwd))
         self.started_daemon = True
         return True
-
-
-def service_env(project: Project, instance: dg.DagsterInstance) -> dict[str, str]:
-    """Environment of every process voxlake starts (and of the run workers they start)."""
-    threads = str(torch_threads_per_run(instance))
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(project.dagster_home),
-        "VOXLAKE_PROJECT": str(project.directory),
-        TORCH_THREADS_ENV: os.environ.get(TORCH_THREADS_ENV, threads),
-        # Libraries that size their own thread pools at import read these.
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads),
-        "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", threads),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 class PortBusyError(OSError):
@@ -153,53 +145,6 @@ def write_ui_workspace(project: Project) -> Path:
     return path
 
 
-# Run before the real command, in the child: ask Linux for SIGTERM when the voxlake
-# process dies, then exec the command (the request survives exec). Done in the child's
-# own Python rather than with `preexec_fn`, which is unsafe once the parent has threads
-# (gRPC's), and crashes there.
-_DIE_WITH_PARENT = (
-    "import ctypes, os, signal, sys\n"
-    "try:\n"
-    "    ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM)\n"
-    "except Exception:\n"
-    "    pass\n"
-    "os.execv(sys.argv[1], sys.argv[1:])\n"
-)
-
-
-def _start(command: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    if sys.platform == "linux":
-        command = [sys.executable, "-c", _DIE_WITH_PARENT, *command]
-    with log.open("ab") as handle:
-        return subprocess.Popen(
-            command,
-            env=env,
-            cwd=cwd,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-def stop_processes(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM every process at once, then wait for each (SIGKILL after `STOP_TIMEOUT_S`).
-
-    Signalled together, they shut down side by side: stopping costs the slowest
-    process's shutdown, not the sum.
-    """
-    running = [p for p in processes if p.poll() is None]
-    for process in running:
-        process.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for process in running:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _tail(log: Path, lines: int = 25) -> str:
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
@@ -228,66 +173,27 @@ def wait_for_code_server(process: subprocess.Popen, port: int, log: Path) -> Non
         time.sleep(0.1)
 
 
-@dataclass
-class CodeServer:
-    """A code server process started by `start_code_server`, not yet known to answer."""
-
-    process: subprocess.Popen
-    port: int
-    log_dir: Path
-    env: dict[str, str]
-    used: bool = False
-
-    @property
-    def log(self) -> Path:
-        """The code server's log file."""
-        return self.log_dir / "code-server.log"
-
-    def stop(self) -> None:
-        """Stop it; when no run was served, also remove its log (nothing happened)."""
-        stop_processes([self.process])
-        if not self.used:
-            shutil.rmtree(self.log_dir, ignore_errors=True)
-
-
-def start_code_server(project: Project, instance: dg.DagsterInstance) -> CodeServer:
-    """Start the code server now; `dagster_services` waits for it.
-
-    `voxlake run` starts it before planning, so its ~2 s of loading the definitions
-    overlap the planning instead of following it.
-    """
-    log_dir = project.dagster_home / "logs" / time.strftime("%Y%m%dT%H%M%S")
-    env = service_env(project, instance)
-    port = free_port()
-    process = _start(
-        [
-            # `dagster api grpc` whose run workers fork from a warm process.
-            sys.executable, "-m", "assets.code_server",
-            "--module-name", DEFINITIONS_MODULE,
-            "--host", LOOPBACK, "--port", str(port),
-            "--location-name", LOCATION_NAME,
-            "--log-level", "warning",
-        ],
-        env, project.directory, log_dir / "code-server.log",
-    )  # fmt: skip
-    return CodeServer(process, port, log_dir, env)
-
-
 @contextlib.contextmanager
 def dagster_services(
     project: Project, instance: dg.DagsterInstance, code_server: CodeServer | None = None
 ) -> Iterator[Services]:
-    """Wait for the code server (started now unless given), start a daemon unless one runs;
-    yield; stop what was started."""
+    """Start a daemon unless one runs, wait for the code server (started now unless
+    given); yield; stop what was started."""
     home = project.dagster_home
-    server = code_server or start_code_server(project, instance)
+    server = code_server or start_code_server(project)
     server.used = True
-    log_dir, env, port = server.log_dir, server.env, server.port
+    port = server.port
     workspace_file = write_workspace(home / "voxlake-workspace" / f"{port}.yaml", port)
     processes: list[subprocess.Popen] = [server.process]
     context: WorkspaceProcessContext | None = None
     services: Services | None = None
+    started_daemon = False
     try:
+        if not daemon_running(instance):
+            # Started now, it imports while the code server loads, and serves once
+            # that answers (`assets.daemon_process`).
+            processes.append(start_daemon(workspace_file, server, project.directory))
+            started_daemon = True
         wait_for_code_server(server.process, port, server.log)
         context = WorkspaceProcessContext(
             instance,
@@ -295,23 +201,20 @@ def dagster_services(
         )
         services = Services(
             workspace_file=workspace_file,
-            log_dir=log_dir,
+            code_server=server,
             context=context,
             instance=instance,
-            env=env,
             cwd=project.directory,
             processes=processes,
+            started_daemon=started_daemon,
         )
-        # Started once the code server answers: a daemon that loads an unreachable
-        # location only retries on its workspace refresh, a minute later.
-        services.ensure_daemon()
         yield services
     finally:
         if context is not None:
             with contextlib.suppress(Exception):
                 context.__exit__(None, None, None)
         stop_processes(processes)
-        if services is not None and services.started_daemon:
+        if started_daemon or (services is not None and services.started_daemon):
             # A stopped daemon's last heartbeat stays fresh for a minute: the next
             # `voxlake run` would take it for a running daemon and wait on the queue.
             with contextlib.suppress(Exception):

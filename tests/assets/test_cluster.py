@@ -45,9 +45,9 @@ from dagster._core.events import DagsterEventType
 
 from assets.instance import open_instance
 from assets.lake_check import LakeNotVisibleError, check_lake_visible, load_visible_project
+from assets.launch import free_port
 from assets.resources import VoxlakeProject
 from assets.runner import RunReport, run_assets
-from assets.services import free_port
 from pipelines.catalogue.build import rebuild_catalogue
 from pipelines.catalogue.read import open_catalogue_readonly
 from pipelines.demo.project import DEMO_SOURCES, demo_config

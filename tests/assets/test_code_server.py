@@ -10,8 +10,9 @@ import dagster as dg
 import pytest
 
 from assets.instance import open_instance
+from assets.launch import start_code_server
 from assets.runner import run_assets
-from assets.services import start_code_server, wait_for_code_server
+from assets.services import wait_for_code_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # importlib mode: no test folder on it
 from runner_projects import runner_project
@@ -37,7 +38,7 @@ def test_the_code_server_keeps_a_fork_server_preloaded_with_the_definitions(
     tmp_path: Path, corpora: Path
 ) -> None:
     project = runner_project(tmp_path / "proj", corpora, {"custom_hf"}, units_per_run=4)
-    server = start_code_server(project, open_instance(project))
+    server = start_code_server(project)
     try:
         wait_for_code_server(server.process, server.port, server.log)
         # The code server runs behind a parent-death wrapper that execs it: same pid.
@@ -55,6 +56,32 @@ def test_the_code_server_keeps_a_fork_server_preloaded_with_the_definitions(
     finally:
         server.used = True  # keep its log for a failure's report
         server.stop()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_a_code_server_that_served_nothing_stops_at_once_with_its_fork_server(
+    tmp_path: Path, corpora: Path
+) -> None:
+    project = runner_project(tmp_path / "proj", corpora, {"custom_hf"}, units_per_run=4)
+    server = start_code_server(project)
+    wait_for_code_server(server.process, server.port, server.log)
+    deadline = time.monotonic() + 60
+    fork_servers: list[int] = []
+    while not fork_servers and time.monotonic() < deadline:
+        fork_servers = [
+            c for c in _children(server.process.pid) if "multiprocessing.forkserver" in _cmdline(c)
+        ]
+        time.sleep(0.2)
+    assert fork_servers
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 0.5  # killed, not a graceful gRPC shutdown
+    assert server.process.returncode is not None
+    assert not server.log_dir.exists()  # nothing happened, nothing to keep
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{fork_servers[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{fork_servers[0]}").exists(), "the fork server outlived its server"
 
 
 def test_runs_through_forked_workers_succeed_and_log_to_the_run(

@@ -1,0 +1,83 @@
+"""The Dagster processes of `voxlake run` start before Dagster is imported, from settings
+read without it, and the daemon waits for the code server instead of racing it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets.instance import max_concurrent_runs
+from assets.launch import configured_max_concurrent_runs, free_port, run_slots
+from assets.worker_preload import import_instance_classes
+
+QUEUED = "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+
+
+@pytest.mark.parametrize(
+    "dagster_yaml",
+    [
+        "",
+        QUEUED,
+        QUEUED + "  config:\n    max_concurrent_runs: 3\n",
+        "run_queue:\n  max_concurrent_runs: 5\n",
+        "concurrency:\n  runs:\n    max_concurrent_runs: 1\n",
+        "concurrency:\n  runs:\n    max_concurrent_runs: -1\n",
+        (Path(__file__).resolve().parents[2] / "dagster.yaml").read_text(),
+    ],
+    ids=["empty", "queued", "coordinator", "run_queue", "concurrency", "unlimited", "project"],
+)
+def test_the_run_limit_read_without_dagster_is_the_one_dagster_applies(
+    tmp_path: Path, dagster_yaml: str
+) -> None:
+    (tmp_path / "dagster.yaml").write_text(dagster_yaml)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        config = instance.get_concurrency_config().run_queue_config
+        assert config is not None
+        assert configured_max_concurrent_runs(tmp_path) == config.max_concurrent_runs
+        assert run_slots(tmp_path) == max_concurrent_runs(instance)
+
+
+def test_the_fork_server_preloads_the_storage_classes_the_instance_is_built_from(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dagster.yaml").write_text(
+        (Path(__file__).resolve().parents[2] / "dagster.yaml").read_text()
+    )
+    modules = import_instance_classes(str(tmp_path))
+    assert "dagster._core.storage.sqlite_storage" in modules
+    assert "dagster._core.run_coordinator" in modules
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        built = {
+            type(instance.run_storage).__module__,
+            type(instance.event_log_storage).__module__,
+            type(instance.run_coordinator).__module__,
+        }
+    # Every class the worker builds comes from a module the preload imported (or below it).
+    assert all(any(m.startswith(p) for p in modules) for m in built), (built, modules)
+
+
+def test_the_daemon_waits_for_its_code_server_and_says_when_it_never_answers(
+    tmp_path: Path,
+) -> None:
+    port = free_port()  # nothing will listen on it
+    started = time.monotonic()
+    command = [
+        sys.executable, "-m", "assets.daemon_process",
+        "--code-server-port", str(port), "--wait-timeout-s", "2",
+        "--", "--workspace", str(tmp_path / "workspace.yaml"),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"the code server on port {port} did not answer within 2 s" in result.stderr
+    assert time.monotonic() - started >= 2.0
