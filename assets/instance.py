@@ -12,6 +12,7 @@ import time
 
 import dagster as dg
 
+from assets.launch import INSTANCE_READY_FILE
 from assets.pools import pool_limits
 from pipelines.project import Project
 from pipelines.runtime import usable_cores
@@ -27,6 +28,10 @@ def open_instance(project: Project) -> dg.DagsterInstance:
     for pool, limit in pool_limits().items():
         if instance.event_log_storage.get_concurrency_info(pool).slot_count != limit:
             instance.event_log_storage.set_concurrency_slots(pool, limit)
+    # From now on other Dagster processes may open it too (`assets.launch.instance_ready`).
+    ready = home / INSTANCE_READY_FILE
+    if not ready.exists():
+        ready.write_text("the storage of this Dagster instance exists\n")
     return instance
 
 

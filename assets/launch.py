@@ -33,8 +33,23 @@ DEFINITIONS_MODULE = "assets.definitions"
 LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_S = 20.0
 
+INSTANCE_READY_FILE = "voxlake-instance-ready"
+"""Written in the Dagster home by `assets.instance.open_instance` once the instance's
+storage exists (tables created, migrations stamped)."""
+
 DAGSTER_DEFAULT_MAX_CONCURRENT_RUNS = 10
 """What Dagster's queue admits when `dagster.yaml` sets no limit (dagster 1.13)."""
+
+
+def instance_ready(project: Project) -> bool:
+    """True once the project's Dagster instance has been opened (its storage created).
+
+    Before that, no Dagster process may start beside this one: two processes that
+    open a fresh instance at once both create its SQLite tables and stamp their
+    Alembic revision, and the instance is left with two heads that every later
+    open refuses.
+    """
+    return (project.dagster_home / INSTANCE_READY_FILE).is_file()
 
 
 def configured_max_concurrent_runs(dagster_home: Path) -> int:

@@ -81,3 +81,31 @@ def test_the_daemon_waits_for_its_code_server_and_says_when_it_never_answers(
     assert result.returncode == 1, result.stderr
     assert f"the code server on port {port} did not answer within 2 s" in result.stderr
     assert time.monotonic() - started >= 2.0
+
+
+def test_a_fresh_instance_is_created_before_any_dagster_process_starts(
+    tmp_path: Path, corpora: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two processes opening a fresh SQLite instance at once both stamp its Alembic
+    # revision, and every later open fails ("more than one head"): the code server
+    # may start early only once this process has created the instance.
+    import assets.runner as runner
+    from assets.launch import instance_ready, start_code_server
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from runner_projects import runner_project
+
+    project = runner_project(tmp_path / "proj", corpora, {"custom_hf"}, units_per_run=4)
+    assert not instance_ready(project)
+    seen: list[bool] = []
+
+    def checked_start(p):  # the real server, started only once the instance exists
+        seen.append(instance_ready(p))
+        return start_code_server(p)
+
+    monkeypatch.setattr(runner, "start_code_server", checked_start)
+    report = runner.run_assets(project, select="key:inventory/*")
+    assert report.success, report.failures
+    assert seen == [True]
+    with dg.DagsterInstance.from_config(str(project.dagster_home)) as instance:
+        assert instance.get_run_by_id(report.run_ids[0]) is not None
