@@ -12,8 +12,10 @@ parent-death signal), and `stop_processes` stops it on the way out.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -123,9 +125,15 @@ _DIE_WITH_PARENT = (
 
 
 def start_process(
-    command: list[str], env: dict[str, str], cwd: Path, log: Path
+    command: list[str], env: dict[str, str], cwd: Path, log: Path, own_group: bool = False
 ) -> subprocess.Popen:
-    """Start `command` with its output appended to `log`; it dies with this process."""
+    """Start `command` with its output appended to `log`; it dies with this process.
+
+    With `own_group`, it leads a process group of its own, which its helpers (the
+    code server's fork server, run workers and resource tracker) join, so
+    `kill_group` stops them all, and a Ctrl-C in the terminal reaches voxlake only
+    (which cancels its runs and stops the services in order).
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     if sys.platform == "linux":
         command = [sys.executable, "-c", _DIE_WITH_PARENT, *command]
@@ -137,7 +145,14 @@ def start_process(
             stdout=handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            process_group=0 if own_group else None,
         )
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL what is left of the process group `process` leads (started with `own_group`)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def stop_processes(processes: list[subprocess.Popen]) -> None:
@@ -178,14 +193,15 @@ class CodeServer:
 
         A server that served nothing holds nothing to finish: it is killed at once
         instead of given its graceful gRPC shutdown (~1 s, which a `voxlake run`
-        with nothing to do would wait for). Its fork server exits with it.
+        with nothing to do would wait for). Either way its helpers go with it: a
+        fork server still importing would otherwise outlive it by seconds.
         """
         if self.used:
             stop_processes([self.process])
+            kill_group(self.process)
             return
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        kill_group(self.process)
+        self.process.wait()
         shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
@@ -207,7 +223,7 @@ def start_code_server(project: Project) -> CodeServer:
             "--location-name", LOCATION_NAME,
             "--log-level", "warning",
         ],
-        env, project.directory, log_dir / "code-server.log",
+        env, project.directory, log_dir / "code-server.log", own_group=True,
     )  # fmt: skip
     return CodeServer(process, port, log_dir, env)
 

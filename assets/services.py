@@ -35,6 +35,7 @@ from assets.launch import (
     LOCATION_NAME,
     LOOPBACK,
     CodeServer,
+    kill_group,
     service_env,
     start_code_server,
     start_daemon,
@@ -214,6 +215,7 @@ def dagster_services(
             with contextlib.suppress(Exception):
                 context.__exit__(None, None, None)
         stop_processes(processes)
+        kill_group(server.process)  # its fork server and resource tracker, if still there
         if started_daemon or (services is not None and services.started_daemon):
             # A stopped daemon's last heartbeat stays fresh for a minute: the next
             # `voxlake run` would take it for a running daemon and wait on the queue.
