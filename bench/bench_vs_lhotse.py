@@ -324,21 +324,28 @@ def log_tail(figures: dict[str, Any], chars: int = 3000) -> str:
     return ""
 
 
-def process_role(entry: dict[str, Any]) -> str:
-    """What a process of a measured tree is, from its command line.
+def process_role(entry: dict[str, Any], by_pid: dict[int, dict[str, Any]] | None = None) -> str:
+    """What a process of a measured tree is, from its command line (and its parent's).
 
-    Dagster's code server starts each run worker with multiprocessing's `spawn`
-    (`spawn_main`); lhotse's and the decode-only pools fork, so their workers carry
-    their parent's command line.
+    voxlake's code server (`assets.code_server`) forks each run worker from a fork
+    server, so a worker's command line is the fork server's: a `forkserver` process
+    whose parent is one too is a run worker. Dagster's own code server starts them
+    with `spawn` (`spawn_main`); lhotse's and the decode-only pools fork, so their
+    workers carry their parent's command line.
     """
     cmd = entry.get("cmd", "")
     if entry.get("main"):
         return "main"
+    if "multiprocessing.forkserver" in cmd:
+        parent = (by_pid or {}).get(entry.get("ppid") or -1, {})
+        return (
+            "run worker" if "multiprocessing.forkserver" in parent.get("cmd", "") else "fork server"
+        )
     if "multiprocessing.spawn" in cmd or "execute_run" in cmd or "execute_step" in cmd:
         return "run worker"
-    if "dagster._daemon" in cmd or "dagster-daemon" in cmd:
+    if "dagster._daemon" in cmd or "dagster-daemon" in cmd or "assets.daemon_process" in cmd:
         return "daemon"
-    if "dagster api grpc" in cmd or "code-server" in cmd:
+    if "dagster api grpc" in cmd or "code-server" in cmd or "assets.code_server" in cmd:
         return "code server"
     if "watch_orphans" in cmd or cmd.startswith("tail "):
         return "log capture"
@@ -350,8 +357,9 @@ def process_role(entry: dict[str, Any]) -> str:
 def role_peaks(figures: dict[str, Any]) -> dict[str, float]:
     """Peak RSS (MB, sampled VmHWM) of the largest process of each role."""
     peaks: dict[str, float] = {}
+    by_pid = {entry["pid"]: entry for entry in figures["processes"]}
     for entry in figures["processes"]:
-        role = process_role(entry)
+        role = process_role(entry, by_pid)
         peaks[role] = max(peaks.get(role, 0.0), entry["hwm_kb"] / 1024)
     return peaks
 
@@ -1370,6 +1378,7 @@ def build_section(results: dict[str, Any]) -> tuple[str, bool]:
     met = True
     target_lines: list[str] = []
     startup: list[tuple[str, int, float, float, float]] = []
+    per_hour: list[tuple[str, int, Summary, Summary, float]] = []
     tokens_rows: list[str] = []
     checks: list[str] = []
     for corpus in corpora:
@@ -1431,6 +1440,8 @@ def build_section(results: dict[str, Any]) -> tuple[str, bool]:
             }
             again = _median([r["again"]["wall_s"] for r in vox.ok if "again" in r])
             startup.append((corpus, p, median_phases, again))
+            if median_phases.get("units") == median_phases.get("units") and lhotse is not None:
+                per_hour.append((corpus, p, vox, lhotse, median_phases["units"]))
             runs = _median([float(r["timeline"]["runs"]) for r in vox.ok if "timeline" in r])
             unit_runs = _median(
                 [float(r["timeline"].get("unit_runs", 0)) for r in vox.ok if "timeline" in r]
@@ -1497,6 +1508,34 @@ def build_section(results: dict[str, Any]) -> tuple[str, bool]:
                 for c, p, ph, again in startup
             ),
         ]
+    if per_hour:
+        lines += [
+            "",
+            "Fixed cost and cost per hour of audio (medians): voxlake's fixed cost is its wall "
+            "outside the unit runs (start-up, the inventory run, the hand-over between "
+            "stages, stopping), its cost per hour the unit runs' span per hour of audio; "
+            "lhotse's wall is all counted per hour (its own start-up included, which favours "
+            "voxlake in the per-hour ratio). The last column extrapolates, it is not "
+            "measured: the corpus size at which voxlake's whole run would reach "
+            f"{TARGET_VS_LHOTSE:g}× lhotse if both costs stayed linear "
+            "(fixed ÷ (lhotse s/h ÷ 2 − voxlake s/h); never where voxlake's per-hour cost "
+            "is above half of lhotse's):",
+            "",
+            "| corpus | N | voxlake fixed (s) | voxlake in unit runs (s/h) | lhotse (s/h) | "
+            "per-hour ratio | hours for 2× end to end |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for corpus, p, vox, lhotse, units_s in per_hour:
+            hours = vox.records[0]["audio_s"] / 3600
+            vox_per_h = units_s / hours
+            lhotse_per_h = lhotse.wall_s / hours
+            fixed = vox.wall_s - units_s
+            margin = lhotse_per_h / TARGET_VS_LHOTSE - vox_per_h
+            needed = f"{fixed / margin:,.0f} h" if margin > 0 else "never"
+            lines.append(
+                f"| {corpus} | {p} | {fixed:.1f} | {vox_per_h:.1f} | {lhotse_per_h:.1f} | "
+                f"{lhotse_per_h / vox_per_h:.2f}× | {needed} |"
+            )
     if checks:
         lines += ["", "Every utterance accounted for (last round):", "", *checks]
         if not any("holding" in c and not c.rstrip().endswith("0 samples") for c in checks):
