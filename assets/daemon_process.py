@@ -16,25 +16,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 WAIT_TIMEOUT_S = 120.0
-POLL_S = 0.05
-
-
-def wait_for_port(port: int, timeout_s: float = WAIT_TIMEOUT_S) -> bool:
-    """True once the Dagster code server on the loopback `port` answers a ping."""
-    from dagster._grpc.client import DagsterGrpcClient
-
-    client = DagsterGrpcClient(port=port, host="127.0.0.1")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            client.ping("voxlake")
-            return True
-        except Exception:  # not listening yet, or still loading
-            time.sleep(POLL_S)
-    return False
 
 
 def main(argv: list[str]) -> int:
@@ -48,7 +31,9 @@ def main(argv: list[str]) -> int:
 
     from dagster._daemon.cli import cli
 
-    if not wait_for_port(args.code_server_port, args.wait_timeout_s):
+    from assets.services import code_server_answers
+
+    if not code_server_answers(args.code_server_port, args.wait_timeout_s):
         print(
             f"the code server on port {args.code_server_port} did not answer within "
             f"{args.wait_timeout_s:g} s; the daemon did not start",

@@ -19,7 +19,7 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ __all__ = [
     "ServiceError",
     "Services",
     "check_port_free",
+    "code_server_answers",
     "dagster_services",
     "service_env",
     "start_code_server",
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 SERVER_START_TIMEOUT_S = 120.0
+PING_INTERVAL_S = 0.05
 
 
 class ServiceError(RuntimeError):
@@ -75,7 +77,12 @@ class Services:
     instance: dg.DagsterInstance
     cwd: Path
     processes: list[subprocess.Popen]
-    started_daemon: bool = False
+    """The code server and every daemon this `voxlake run` started."""
+
+    @property
+    def started_daemon(self) -> bool:
+        """True when this `voxlake run` started a daemon (beside its code server)."""
+        return len(self.processes) > 1
 
     @property
     def log_dir(self) -> Path:
@@ -91,7 +98,6 @@ class Services:
         if daemon_running(self.instance):
             return False
         self.processes.append(start_daemon(self.workspace_file, self.code_server, self.cwd))
-        self.started_daemon = True
         return True
 
 
@@ -153,25 +159,36 @@ def _tail(log: Path, lines: int = 25) -> str:
         return ""
 
 
+def code_server_answers(
+    port: int, timeout_s: float, starting: Callable[[], bool] = lambda: True
+) -> bool:
+    """True once the code server on the loopback `port` answers a ping; False when
+    `timeout_s` pass first or `starting()` says it never will (its process exited)."""
+    client = DagsterGrpcClient(port=port, host=LOOPBACK)
+    deadline = time.monotonic() + timeout_s
+    while starting():
+        with contextlib.suppress(Exception):  # not listening yet, or still loading
+            client.ping("voxlake")
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(PING_INTERVAL_S)
+    return False
+
+
 def wait_for_code_server(process: subprocess.Popen, port: int, log: Path) -> None:
     """Block until the code server answers a ping; ServiceError if it exits or times out."""
-    client = DagsterGrpcClient(port=port, host=LOOPBACK)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            raise ServiceError(
-                f"the Dagster code server exited with status {process.returncode} while loading "
-                f"{DEFINITIONS_MODULE}; its log ({log}) ends with:\n{_tail(log)}"
-            )
-        with contextlib.suppress(Exception):
-            client.ping("voxlake")
-            return
-        if time.monotonic() > deadline:
-            raise ServiceError(
-                f"the Dagster code server did not answer within {SERVER_START_TIMEOUT_S:.0f} s; "
-                f"its log ({log}) ends with:\n{_tail(log)}"
-            )
-        time.sleep(0.1)
+    if code_server_answers(port, SERVER_START_TIMEOUT_S, lambda: process.poll() is None):
+        return
+    if process.poll() is not None:
+        raise ServiceError(
+            f"the Dagster code server exited with status {process.returncode} while loading "
+            f"{DEFINITIONS_MODULE}; its log ({log}) ends with:\n{_tail(log)}"
+        )
+    raise ServiceError(
+        f"the Dagster code server did not answer within {SERVER_START_TIMEOUT_S:.0f} s; "
+        f"its log ({log}) ends with:\n{_tail(log)}"
+    )
 
 
 @contextlib.contextmanager
@@ -187,36 +204,31 @@ def dagster_services(
     workspace_file = write_workspace(home / "voxlake-workspace" / f"{port}.yaml", port)
     processes: list[subprocess.Popen] = [server.process]
     context: WorkspaceProcessContext | None = None
-    services: Services | None = None
-    started_daemon = False
     try:
         if not daemon_running(instance):
             # Started now, it imports while the code server loads, and serves once
             # that answers (`assets.daemon_process`).
             processes.append(start_daemon(workspace_file, server, project.directory))
-            started_daemon = True
         wait_for_code_server(server.process, port, server.log)
         context = WorkspaceProcessContext(
             instance,
             GrpcServerTarget(host=LOOPBACK, port=port, socket=None, location_name=LOCATION_NAME),
         )
-        services = Services(
+        yield Services(
             workspace_file=workspace_file,
             code_server=server,
             context=context,
             instance=instance,
             cwd=project.directory,
             processes=processes,
-            started_daemon=started_daemon,
         )
-        yield services
     finally:
         if context is not None:
             with contextlib.suppress(Exception):
                 context.__exit__(None, None, None)
         stop_processes(processes)
         kill_group(server.process)  # its fork server and resource tracker, if still there
-        if started_daemon or (services is not None and services.started_daemon):
+        if len(processes) > 1:  # a daemon of ours ran (`Services.started_daemon`)
             # A stopped daemon's last heartbeat stays fresh for a minute: the next
             # `voxlake run` would take it for a running daemon and wait on the queue.
             with contextlib.suppress(Exception):

@@ -33,6 +33,16 @@ def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
+def _fork_servers(server_pid: int, timeout_s: float = 60.0) -> list[int]:
+    """The fork server processes under the code server, once there is one (or none in time)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [c for c in _children(server_pid) if "multiprocessing.forkserver" in _cmdline(c)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_the_code_server_keeps_a_fork_server_preloaded_with_the_definitions(
     tmp_path: Path, corpora: Path
@@ -42,17 +52,9 @@ def test_the_code_server_keeps_a_fork_server_preloaded_with_the_definitions(
     try:
         wait_for_code_server(server.process, server.port, server.log)
         # The code server runs behind a parent-death wrapper that execs it: same pid.
-        deadline = time.monotonic() + 60
-        fork_servers: list[str] = []
-        while not fork_servers and time.monotonic() < deadline:
-            fork_servers = [
-                _cmdline(c)
-                for c in _children(server.process.pid)
-                if "multiprocessing.forkserver" in _cmdline(c)
-            ]
-            time.sleep(0.2)
+        fork_servers = _fork_servers(server.process.pid)
         assert fork_servers, "the code server started no fork server"
-        assert "assets.worker_preload" in fork_servers[0]
+        assert "assets.worker_preload" in _cmdline(fork_servers[0])
     finally:
         server.used = True  # keep its log for a failure's report
         server.stop()
@@ -65,13 +67,7 @@ def test_a_code_server_that_served_nothing_stops_at_once_with_its_fork_server(
     project = runner_project(tmp_path / "proj", corpora, {"custom_hf"}, units_per_run=4)
     server = start_code_server(project)
     wait_for_code_server(server.process, server.port, server.log)
-    deadline = time.monotonic() + 60
-    fork_servers: list[int] = []
-    while not fork_servers and time.monotonic() < deadline:
-        fork_servers = [
-            c for c in _children(server.process.pid) if "multiprocessing.forkserver" in _cmdline(c)
-        ]
-        time.sleep(0.2)
+    fork_servers = _fork_servers(server.process.pid)
     assert fork_servers
     started = time.monotonic()
     server.stop()
