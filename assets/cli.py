@@ -60,10 +60,10 @@ def _run(
     run-wide warnings are returned, for the caller to print at the top of its summary."""
     # The code server starts first, without Dagster (`assets.launch`): it loads the
     # definitions while this process imports Dagster, opens the instance and plans.
-    from assets.launch import instance_ready, start_code_server
+    # On a fresh project it waits until this process has created the instance.
+    from assets.launch import start_code_server
 
-    # A fresh instance is created by this process alone first (`instance_ready`).
-    code_server = start_code_server(project) if instance_ready(project) else None
+    code_server = start_code_server(project)
     # Dagster loads only when a run starts.
     from assets.runner import RunLockedError, SelectionError, run_assets
     from assets.services import ServiceError

@@ -46,10 +46,10 @@ DAGSTER_DEFAULT_MAX_CONCURRENT_RUNS = 10
 def instance_ready(project: Project) -> bool:
     """True once the project's Dagster instance has been opened (its storage created).
 
-    Before that, no Dagster process may start beside this one: two processes that
+    Before that, no Dagster process may open it beside this one: two processes that
     open a fresh instance at once both create its SQLite tables and stamp their
     Alembic revision, and the instance is left with two heads that every later
-    open refuses.
+    open refuses. (A code server started earlier waits for this marker.)
     """
     return (project.dagster_home / INSTANCE_READY_FILE).is_file()
 
@@ -209,15 +209,20 @@ def start_code_server(project: Project) -> CodeServer:
     """Start the code server now; `assets.services.dagster_services` waits for it.
 
     `voxlake run` starts it before it imports Dagster and plans, so the server's
-    ~2.5 s of loading the definitions overlap those instead of following them.
+    ~2.5 s of loading the definitions overlap those instead of following them. On a
+    project whose instance does not exist yet it loads, then waits until this
+    process has created the instance (`instance_ready`) before it opens it.
     """
-    log_dir = project.dagster_home / "logs" / time.strftime("%Y%m%dT%H%M%S")
+    home = project.ensure_dagster_home()  # its dagster.yaml names the storage classes
+    log_dir = home / "logs" / time.strftime("%Y%m%dT%H%M%S")
+    wait = [] if instance_ready(project) else ["--wait-for-file", str(home / INSTANCE_READY_FILE)]
     env = service_env(project)
     port = free_port()
     process = start_process(
         [
             # `dagster api grpc` whose run workers fork from a warm process.
             sys.executable, "-m", "assets.code_server",
+            *wait,
             "--module-name", DEFINITIONS_MODULE,
             "--host", LOOPBACK, "--port", str(port),
             "--location-name", LOCATION_NAME,

@@ -30,7 +30,7 @@ from assets.definitions import (
     build_definitions,
 )
 from assets.instance import max_concurrent_runs, open_instance
-from assets.launch import CodeServer, instance_ready, start_code_server
+from assets.launch import CodeServer, start_code_server
 from assets.plan import Plan, plan_work
 from assets.services import dagster_services
 from assets.submit import VOXLAKE_TAG, RunOutcome, cancel_runs, follow_runs, submit_run
@@ -184,12 +184,10 @@ def run_assets(
     try:
         with run_lock(project):
             # Started before the instance opens and the plan is made: it loads the
-            # definitions meanwhile. Stopped again when there is nothing to do. Not
-            # before a fresh instance has been created here, though (`instance_ready`).
-            if code_server is None and instance_ready(project):
-                code_server = start_code_server(project)
-            instance = open_instance(project)
+            # definitions meanwhile (and, on a fresh project, waits for this process to
+            # create the instance). Stopped again when there is nothing to do.
             code_server = code_server or start_code_server(project)
+            instance = open_instance(project)
             return _plan_and_run(
                 project, instance, code_server, select, sources, on_progress, force
             )

@@ -58,7 +58,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 DEFAULT_WORK_DIR = Path("/tmp/voxlake-bench-vs-lhotse")  # bench_vs_lhotse's, to share its cache
-CORPORA = ("librispeech", "emilia")
+CORPORA = ("librispeech", "emilia", "wenetspeech")
 
 # (phase label, module, attribute): each attribute is replaced by a timing wrapper while
 # the instrumented round runs. Missing attributes (another version of the code) are

@@ -83,29 +83,57 @@ def test_the_daemon_waits_for_its_code_server_and_says_when_it_never_answers(
     assert time.monotonic() - started >= 2.0
 
 
-def test_a_fresh_instance_is_created_before_any_dagster_process_starts(
-    tmp_path: Path, corpora: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_code_server_started_on_a_fresh_project_waits_until_the_instance_exists(
+    tmp_path: Path, corpora: Path
 ) -> None:
     # Two processes opening a fresh SQLite instance at once both stamp its Alembic
     # revision, and every later open fails ("more than one head"): the code server
-    # may start early only once this process has created the instance.
-    import assets.runner as runner
+    # `voxlake run` starts first loads the definitions, then waits for the marker this
+    # process writes once it has created the instance.
+    from assets.instance import open_instance
     from assets.launch import instance_ready, start_code_server
+    from assets.runner import run_assets
+    from assets.services import code_server_answers, wait_for_code_server
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from runner_projects import runner_project
 
     project = runner_project(tmp_path / "proj", corpora, {"custom_hf"}, units_per_run=4)
     assert not instance_ready(project)
-    seen: list[bool] = []
-
-    def checked_start(p):  # the real server, started only once the instance exists
-        seen.append(instance_ready(p))
-        return start_code_server(p)
-
-    monkeypatch.setattr(runner, "start_code_server", checked_start)
-    report = runner.run_assets(project, select="key:inventory/*")
+    server = start_code_server(project)
+    try:
+        # Long enough for it to load everything; it neither answers nor creates storage.
+        assert not code_server_answers(server.port, 8.0, lambda: server.process.poll() is None)
+        assert server.process.poll() is None, server.log.read_text()
+        storage = project.dagster_home / "storage"
+        assert not (storage / "runs.db").exists() and not (storage / "index.db").exists()
+        open_instance(project)
+        assert instance_ready(project)
+        wait_for_code_server(server.process, server.port, server.log)
+    finally:
+        server.stop()
+    # And `voxlake run`'s own path on a fresh project: server first, instance second.
+    fresh = runner_project(tmp_path / "fresh", corpora, {"custom_hf"}, units_per_run=4)
+    report = run_assets(fresh, select="key:inventory/*")
     assert report.success, report.failures
-    assert seen == [True]
-    with dg.DagsterInstance.from_config(str(project.dagster_home)) as instance:
+    with dg.DagsterInstance.from_config(str(fresh.dagster_home)) as instance:
         assert instance.get_run_by_id(report.run_ids[0]) is not None
+
+
+def test_a_code_server_whose_instance_never_appears_says_so_and_exits(tmp_path: Path) -> None:
+    marker = tmp_path / "never"
+    command = [
+        sys.executable, "-m", "assets.code_server",
+        "--wait-for-file", str(marker), "--wait-timeout-s", "1",
+        "--module-name", "assets.definitions", "--port", str(free_port()),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"{marker} did not appear within 1 s" in result.stderr
