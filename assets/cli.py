@@ -8,6 +8,7 @@ command starts as fast as it would without Dagster installed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -243,5 +244,31 @@ def demo(
 
 app = build_app(run=run, status=status, ui=ui, demo=demo)
 
+
+def main() -> None:
+    """The `voxlake` console script: `app`, then an exit that skips tearing down the
+    interpreter (~0.7 s after a run, spent freeing Dagster's modules and objects).
+
+    Everything an exit owes is done first: the `atexit` handlers (logging's flush
+    among them) and the flush of stdout and stderr. Only the freeing of memory the
+    process is about to give back is skipped.
+    """
+    import atexit
+    import os
+
+    try:
+        app()
+        code: int = 0
+    except SystemExit as done:
+        if isinstance(done.code, str):  # `sys.exit("message")`: printed, status 1
+            print(done.code, file=sys.stderr)
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

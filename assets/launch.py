@@ -34,6 +34,9 @@ LOCATION_NAME = "voxlake"
 DEFINITIONS_MODULE = "assets.definitions"
 LOOPBACK = "127.0.0.1"
 STOP_TIMEOUT_S = 20.0
+# How long a code server whose runs have all ended is given for its run workers to exit
+# before it is stopped the graceful way instead of killed.
+WORKERS_EXIT_TIMEOUT_S = 2.0
 
 INSTANCE_READY_FILE = "voxlake-instance-ready"
 """Written in the Dagster home by `assets.instance.open_instance` once the instance's
@@ -155,6 +158,32 @@ def kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+def run_workers(server_pid: int) -> list[int] | None:
+    """The run workers (and their step processes) under the code server `server_pid`,
+    which leads its own process group; None where /proc cannot tell.
+
+    They are the group's members that are neither the server nor its direct children
+    (the fork server, the resource tracker): workers are forked from the fork server.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return None
+    found: list[int] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid, ppid, pgrp = int(entry.name), int(fields[1]), int(fields[2])
+        if pgrp == server_pid and pid != server_pid and ppid != server_pid:
+            found.append(pid)
+    return found
+
+
 def stop_processes(processes: list[subprocess.Popen]) -> None:
     """SIGTERM every process at once, then wait for each (SIGKILL after `STOP_TIMEOUT_S`).
 
@@ -187,6 +216,25 @@ class CodeServer:
     def log(self) -> Path:
         """The code server's log file."""
         return self.log_dir / "code-server.log"
+
+    def kill_once_idle(self, timeout_s: float = WORKERS_EXIT_TIMEOUT_S) -> bool:
+        """Kill it (its whole group) once no run worker is left under it, waiting up to
+        `timeout_s` for them to exit; False, and nothing done, when some still run then
+        or /proc cannot tell.
+
+        For when every run it served has ended: its graceful gRPC shutdown (~1 s of
+        `voxlake run`'s wall) would have nothing left to finish. A worker that still
+        runs, a run cancelled or a foreign run launched from the UI, keeps the graceful
+        stop.
+        """
+        deadline = time.monotonic() + timeout_s
+        while (workers := run_workers(self.process.pid)) != []:
+            if workers is None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        kill_group(self.process)
+        self.process.wait()
+        return True
 
     def stop(self) -> None:
         """Stop it; when no run was served, also remove its log (nothing happened).

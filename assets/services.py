@@ -226,6 +226,9 @@ def dagster_services(
         if context is not None:
             with contextlib.suppress(Exception):
                 context.__exit__(None, None, None)
+        # The runs have ended (followed to the end, or cancelled): once their workers
+        # have exited, the code server has nothing to finish and is killed outright.
+        server.kill_once_idle()
         stop_processes(processes)
         kill_group(server.process)  # its fork server and resource tracker, if still there
         if len(processes) > 1:  # a daemon of ours ran (`Services.started_daemon`)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,23 @@ def test_run_fails_loudly_on_a_missing_corpus_and_unknown_source(project_dir: Pa
     assert f"{project_dir / 'nowhere'} does not exist" in out
     code, out = _invoke("run", "--source", "nope", "--project", str(project_dir))
     assert code == 2 and "no source named 'nope'" in out  # a user error, not a failed run
+
+
+def test_the_console_script_exits_with_the_commands_status_and_all_its_output(
+    tmp_path: Path,
+) -> None:
+    # `assets.cli.main` skips the interpreter's teardown: what it printed must still
+    # all arrive, through a pipe, and the status must be the command's.
+    exe = Path(sys.executable).parent / "voxlake"
+    shown = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "run" in shown.stdout and "status" in shown.stdout and "Usage" in shown.stdout
+    missing = subprocess.run(
+        [str(exe), "run", "--project", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "500"},  # one line, however long the path
+    )
+    assert missing.returncode == 2
+    assert f"no voxlake project in {tmp_path / 'none'}" in missing.stderr

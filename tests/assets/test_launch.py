@@ -3,6 +3,9 @@ read without it, and the daemon waits for the code server instead of racing it."
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -137,3 +140,45 @@ def test_a_code_server_whose_instance_never_appears_says_so_and_exits(tmp_path: 
     )
     assert result.returncode == 1, result.stderr
     assert f"{marker} did not appear within 1 s" in result.stderr
+
+
+_FAMILY = """
+import os, sys, time
+child = os.fork()
+if child == 0:  # the leader's direct child (as the fork server is) forks a worker
+    if os.fork() == 0:
+        time.sleep(float(sys.argv[1]))
+        os._exit(0)
+    os.wait()
+    os._exit(0)
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+@pytest.mark.parametrize("worker_s", [0.5, 30.0])
+def test_a_code_server_is_killed_outright_only_once_its_run_workers_have_exited(
+    tmp_path: Path, worker_s: float
+) -> None:
+    from assets.launch import CodeServer, run_workers
+
+    # A group leader (the code server) whose child (the fork server) forked a grandchild
+    # (a run worker): only the grandchild counts as a worker.
+    leader = subprocess.Popen([sys.executable, "-c", _FAMILY, str(worker_s)], process_group=0)
+    server = CodeServer(process=leader, port=0, log_dir=tmp_path, env={})
+    try:
+        deadline = time.monotonic() + 10
+        while not run_workers(leader.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (worker,) = run_workers(leader.pid) or [None]
+        assert worker is not None and worker != leader.pid
+        killed = server.kill_once_idle(timeout_s=2.0)
+        if worker_s < 2.0:  # the worker ended within the wait: killed at once
+            assert killed and leader.poll() is not None
+        else:  # still working: left for the graceful stop
+            assert not killed and leader.poll() is None
+            assert run_workers(leader.pid) == [worker]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()
