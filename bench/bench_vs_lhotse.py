@@ -327,15 +327,23 @@ def log_tail(figures: dict[str, Any], chars: int = 3000) -> str:
 def process_role(entry: dict[str, Any], by_pid: dict[int, dict[str, Any]] | None = None) -> str:
     """What a process of a measured tree is, from its command line (and its parent's).
 
-    voxlake's code server (`assets.code_server`) forks each run worker from a fork
-    server, so a worker's command line is the fork server's: a `forkserver` process
-    whose parent is one too is a run worker. Dagster's own code server starts them
-    with `spawn` (`spawn_main`); lhotse's and the decode-only pools fork, so their
-    workers carry their parent's command line.
+    voxlake's code server (`assets.code_server`) forks its fork server from itself and
+    each run worker from that, so all three carry the code server's command line: the
+    one whose parent does not is the code server, its child the fork server, anything
+    further down a run worker. Where the fork server had to be spawned, a worker's
+    command line is the fork server's: a `forkserver` process whose parent is one too
+    is a run worker. Dagster's own code server starts them with `spawn`
+    (`spawn_main`); lhotse's and the decode-only pools fork, so their workers carry
+    their parent's command line.
     """
     cmd = entry.get("cmd", "")
     if entry.get("main"):
         return "main"
+    if "assets.code_server" in cmd and by_pid is not None:
+        depth, parent = 0, by_pid.get(entry.get("ppid") or -1, {})
+        while parent.get("cmd", "") == cmd and depth < 8:
+            depth, parent = depth + 1, by_pid.get(parent.get("ppid") or -1, {})
+        return ("code server", "fork server")[depth] if depth < 2 else "run worker"
     if "multiprocessing.forkserver" in cmd:
         parent = (by_pid or {}).get(entry.get("ppid") or -1, {})
         return (
