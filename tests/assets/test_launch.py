@@ -64,6 +64,18 @@ def test_the_fork_server_preloads_the_storage_classes_the_instance_is_built_from
     assert all(any(m.startswith(p) for p in modules) for m in built), (built, modules)
 
 
+def _run_waiting_process(command: list[str], dagster_home: Path) -> subprocess.CompletedProcess:
+    """Run a voxlake process that waits for something which never comes, to its exit."""
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"DAGSTER_HOME": str(dagster_home), "PATH": "/usr/bin:/bin"},
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
 def test_the_daemon_waits_for_its_code_server_and_says_when_it_never_answers(
     tmp_path: Path,
 ) -> None:
@@ -74,13 +86,7 @@ def test_the_daemon_waits_for_its_code_server_and_says_when_it_never_answers(
         "--code-server-port", str(port), "--wait-timeout-s", "2",
         "--", "--workspace", str(tmp_path / "workspace.yaml"),
     ]  # fmt: skip
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
+    result = _run_waiting_process(command, tmp_path)
     assert result.returncode == 1, result.stderr
     assert f"the code server on port {port} did not answer within 2 s" in result.stderr
     assert time.monotonic() - started >= 2.0
@@ -130,14 +136,7 @@ def test_a_code_server_whose_instance_never_appears_says_so_and_exits(tmp_path: 
         "--wait-for-file", str(marker), "--wait-timeout-s", "1",
         "--module-name", "assets.definitions", "--port", str(free_port()),
     ]  # fmt: skip
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"DAGSTER_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    result = _run_waiting_process(command, tmp_path)
     assert result.returncode == 1, result.stderr
     assert f"{marker} did not appear within 1 s" in result.stderr
 
