@@ -46,7 +46,11 @@ def catalogue(
         f"catalogue {stats.path}: {stats.n_utterances} utterances, {stats.n_shards} audio "
         f"shards, {stats.n_code_shards} code shards ({stats.mode}, {stats.seconds:.2f} s)"
     )
+    # A content version, not Dagster's default (new with every run): a refresh that folds
+    # in nothing new from upstream (the sensor's, racing a `voxlake run`'s own) keeps it,
+    # so what reads the catalogue stays current (`assets.plan`).
     return dg.MaterializeResult(
+        data_version=dg.DataVersion(stats.upstream_sha256),
         metadata={
             "path": dg.MetadataValue.path(str(stats.path)),
             "utterances": stats.n_utterances,

@@ -11,7 +11,12 @@ anything, so a `voxlake run` with nothing to do returns in a few seconds:
   of each upstream unit; for `manifest`, the inventory's items hash), or when an
   upstream asset of the same unit has to run;
 - a lake-wide or training asset when it never ran, its code version changed, or
-  something upstream has materialised since it did (or has to run now).
+  something upstream has materialised since it did (or has to run now), unless that
+  parent gives its own data version and it equals the one the asset read (the
+  catalogue's: what it holds from upstream, so a refresh that folded in nothing new
+  leaves the release current).
+
+Each planned item says why (`Plan.reasons`).
 
 `--force` makes everything selected count as to do.
 """
@@ -23,6 +28,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.definitions.data_version import get_input_data_version_tag
+from dagster._core.event_api import EventLogRecord
 from dagster._core.events import DagsterEventType
 
 from assets.ingest import SOURCE_FINGERPRINT_KEY
@@ -33,6 +40,8 @@ from pipelines.steps.inventory import source_fingerprint
 from pipelines.units import read_units_index, source_of_unit
 
 CODE_VERSION_TAG = "dagster/code_version"
+DATA_VERSION_TAG = "dagster/data_version"
+USER_DATA_VERSION_TAG = "dagster/data_version_is_user_provided"
 
 UNIT_ASSETS = ("manifest", "quality", "tokens")
 """The per-unit assets in pipeline order."""
@@ -59,6 +68,9 @@ class Plan:
     training: list[dg.AssetKey] = field(default_factory=list)
     unit_order: list[str] = field(default_factory=list)
     """Every unit of the selected sources, in the partitions' own order."""
+    reasons: dict[str, str] = field(default_factory=dict)
+    """Why each planned inventory, lake-wide and training asset (by its key) and each
+    planned unit (by its name: the first asset it needs) has to run."""
 
     @property
     def empty(self) -> bool:
@@ -109,29 +121,47 @@ def failed_units(instance: dg.DagsterInstance, asset: str, units: Sequence[str])
     return {u for u, s in statuses.items() if s == AssetPartitionStatus.FAILED}
 
 
-def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey) -> int | None:
+def _latest_materialization(
+    instance: dg.DagsterInstance, key: dg.AssetKey
+) -> EventLogRecord | None:
     records = instance.get_asset_records([key])
-    if not records or records[0].asset_entry.last_materialization_record is None:
-        return None
-    return records[0].asset_entry.last_materialization_record.storage_id
+    return records[0].asset_entry.last_materialization_record if records else None
 
 
-def _latest_code_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        return None
-    return (event.asset_materialization.tags or {}).get(CODE_VERSION_TAG)
+def _tags(record: EventLogRecord) -> dict[str, str]:
+    materialization = record.asset_materialization
+    return dict(materialization.tags or {}) if materialization is not None else {}
+
+
+def _read_unchanged(parent: dg.AssetKey, parent_tags: dict[str, str], tags: dict[str, str]) -> bool:
+    """True when a parent materialized since holds the content its child read: its own data
+    version (not Dagster's default, new with every run) equals the one the child recorded."""
+    version = parent_tags.get(DATA_VERSION_TAG)
+    return (
+        version is not None
+        and parent_tags.get(USER_DATA_VERSION_TAG) == "true"
+        and tags.get(get_input_data_version_tag(parent)) == version
+    )
 
 
 def inventory_stale(instance: dg.DagsterInstance, project: Project, source: str) -> bool:
     """True when `inventory/<source>` never ran or its source changed since it did."""
+    return _inventory_staleness(instance, project, source) is not None
+
+
+def _inventory_staleness(instance: dg.DagsterInstance, project: Project, source: str) -> str | None:
+    """Why `inventory/<source>` has to run again, or None when it is current."""
     event = instance.get_latest_materialization_event(dg.AssetKey(["inventory", source]))
     if event is None or event.asset_materialization is None:
-        return True
+        return "never materialized"
     recorded = event.asset_materialization.metadata.get(SOURCE_FINGERPRINT_KEY)
+    if recorded is None:
+        return "its last inventory recorded no source fingerprint"
     config = project.config.source(source)
     current = source_fingerprint(config, project.directory, project.config.unit_limits(config))
-    return recorded is None or recorded.value != current
+    if recorded.value != current:
+        return "the source's files or settings changed since its last inventory"
+    return None
 
 
 def plan_work(
@@ -150,8 +180,12 @@ def plan_work(
     todo: set[dg.AssetKey] = set()
     for source in sources:
         key = dg.AssetKey(["inventory", source])
-        if key in selected and (force or inventory_stale(instance, project, source)):
+        if key not in selected:
+            continue
+        why = "--force" if force else _inventory_staleness(instance, project, source)
+        if why is not None:
             plan.inventories.append(key)
+            plan.reasons[key.to_user_string()] = why
             todo.add(key)
 
     all_units = list(instance.get_dynamic_partitions(UNITS_PARTITIONS_NAME))
@@ -170,28 +204,33 @@ def plan_work(
             if unit in skipped:
                 continue
             needed: list[str] = []
-            upstream_todo = False
+            first_reason: str | None = None
             for asset in UNIT_ASSETS:
                 state = states[asset].get(unit)
-                stale = (
-                    force
-                    or upstream_todo
-                    or state is None
-                    or _changed_inputs(asset, state, unit, states, items)
-                    or (
-                        code_versions[asset] is not None
-                        and state.code_version != code_versions[asset]
-                    )
-                    or unit in failed.get(asset, set())
-                )
-                if stale and asset in selected_unit_assets:
+                version = code_versions[asset]
+                if force:
+                    why: str | None = "--force"
+                elif needed:
+                    why = "an upstream asset of the unit runs"
+                elif state is None:
+                    why = "never materialized"
+                elif _changed_inputs(asset, state, unit, states, items):
+                    why = "what it read has changed since"
+                elif version is not None and state.code_version != version:
+                    why = f"its code version changed ({state.code_version} → {version})"
+                elif unit in failed.get(asset, set()):
+                    why = "its last attempt failed"
+                else:
+                    why = None
+                if why is not None and asset in selected_unit_assets:
                     needed.append(asset)
-                    upstream_todo = True
-                elif stale:
+                    first_reason = first_reason or f"{asset}: {why}"
+                elif why is not None:
                     # Not selected, so it will not run: what is below it waits for it.
                     break
             if needed:
                 plan.units[unit] = tuple(needed)
+                plan.reasons[unit] = first_reason or ""
         if plan.units:
             todo.update(dg.AssetKey(a) for needed in plan.units.values() for a in needed)
 
@@ -201,8 +240,10 @@ def plan_work(
     for key in graph.toposorted_asset_keys:
         if key not in selected or graph.get(key).is_partitioned or key.path[0] == "inventory":
             continue
-        if _lake_asset_stale(instance, graph, key, todo, force):
+        why = _lake_asset_staleness(instance, graph, key, todo, force)
+        if why is not None:
             todo.add(key)
+            plan.reasons[key.to_user_string()] = why
             (plan.training if key in training_keys else plan.lake).append(key)
     return plan
 
@@ -235,25 +276,36 @@ def _changed_inputs(
     return False
 
 
-def _lake_asset_stale(
+def _lake_asset_staleness(
     instance: dg.DagsterInstance,
     graph: AssetGraph,
     key: dg.AssetKey,
     todo: set[dg.AssetKey],
     force: bool,
-) -> bool:
+) -> str | None:
+    """Why a lake-wide or training asset has to run, or None when it is current."""
     if force:
-        return True
-    own = _latest_storage_id(instance, key)
+        return "--force"
+    own = _latest_materialization(instance, key)
     if own is None:
-        return True
+        return "never materialized"
+    tags = _tags(own)
     node = graph.get(key)
-    if node.code_version is not None and _latest_code_version(instance, key) != node.code_version:
-        return True
-    for parent in node.parent_keys:
+    recorded_version = tags.get(CODE_VERSION_TAG)
+    if node.code_version is not None and recorded_version != node.code_version:
+        return f"its code version changed ({recorded_version} → {node.code_version})"
+    for parent in sorted(node.parent_keys):
         if parent in todo:
-            return True
-        parent_id = _latest_storage_id(instance, parent)
-        if parent_id is not None and parent_id > own:
-            return True
-    return False
+            return f"{parent.to_user_string()} runs first"
+        latest = _latest_materialization(instance, parent)
+        if latest is None or latest.storage_id < own.storage_id:
+            continue
+        # Refreshed since, by a run that changed nothing this asset read (the catalogue
+        # sensor's refresh racing a `voxlake run`'s own): still current.
+        if _read_unchanged(parent, _tags(latest), tags):
+            continue
+        return (
+            f"{parent.to_user_string()} materialized since "
+            f"(event {latest.storage_id} after {own.storage_id})"
+        )
+    return None

@@ -14,6 +14,7 @@ unit that failed is left out (and reported) while the others go on.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 import uuid
@@ -38,6 +39,8 @@ from assets.training import TRAINING_GROUP
 from pipelines.locks import LockHeldError, process_lock
 from pipelines.project import Project
 from pipelines.units import read_units_index, source_of_unit
+
+log = logging.getLogger(__name__)
 
 RunSpec = tuple[str, list[dg.AssetKey], tuple[str, str] | None]
 """A run to submit: job name, assets, and the range of units (None when unpartitioned)."""
@@ -84,6 +87,9 @@ class RunReport:
     started_daemon: bool = False
     log_dir: str | None = None
     invocation: str = ""
+    reasons: dict[str, str] = field(default_factory=dict)
+    """Why each planned asset (by key) and unit (by name) ran: `Plan.reasons` of every
+    plan made, the latest one winning; also logged to the run's CLI log."""
 
     @property
     def success(self) -> bool:
@@ -220,7 +226,7 @@ def _plan_and_run(
     report = RunReport(invocation=uuid.uuid4().hex[:12])
 
     def plan() -> Plan:
-        return plan_work(
+        made = plan_work(
             instance,
             graph,
             project,
@@ -231,6 +237,11 @@ def _plan_and_run(
             force=force and not report.run_ids,
             exclude_units=report.failed_units,
         )
+        for name, why in made.reasons.items():
+            if report.reasons.get(name) != why:
+                log.info("planned %s: %s", name, why)
+        report.reasons.update(made.reasons)
+        return made
 
     current = plan()
     if current.empty:

@@ -30,7 +30,13 @@ import duckdb
 from pipelines.catalogue.errors import CatalogueLockedError
 from pipelines.catalogue.load import load_entities
 from pipelines.catalogue.lock import DEFAULT_LOCK_WAIT_S, connect_catalogue, writer_lock
-from pipelines.catalogue.scan import GROUPS, LakeFile, entity_fingerprints, scan_lake
+from pipelines.catalogue.scan import (
+    GROUPS,
+    LakeFile,
+    entity_fingerprints,
+    scan_lake,
+    upstream_content_sha256,
+)
 from pipelines.catalogue.tables import (
     CATALOGUE_SCHEMA_VERSION,
     create_tables,
@@ -57,6 +63,8 @@ class CatalogueStats:
     n_shards: int = 0
     n_code_shards: int = 0
     tokenizer_sha256: str | None = None
+    upstream_sha256: str = ""
+    """`upstream_content_sha256` of what it holds: the `catalogue` asset's data version."""
     n_releases: int = 0
     n_runs: int = 0
     n_evals: int = 0
@@ -145,7 +153,10 @@ def _rebuild_locked(project: Project, path: Path, reason: str) -> CatalogueStats
     files = scan_lake(project.lake, tokenizer_sha256)
     everything = {g: set(by) for g, by in entity_fingerprints(files).items()}
     stats = CatalogueStats(
-        path=path, mode="rebuild", reason=reason, tokenizer_sha256=tokenizer_sha256
+        path=path,
+        mode="rebuild",
+        reason=reason,
+        tokenizer_sha256=tokenizer_sha256,
     )
     try:
         con = duckdb.connect(str(tmp))
@@ -153,6 +164,7 @@ def _rebuild_locked(project: Project, path: Path, reason: str) -> CatalogueStats
             create_tables(con)
             load_entities(con, project, files, everything, tokenizer_sha256)
             _stats(con, stats)
+            stats.upstream_sha256 = upstream_content_sha256(_recorded_files(con), tokenizer_sha256)
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -236,18 +248,23 @@ def update_catalogue(
         return stats
 
 
+def _recorded_files(con: duckdb.DuckDBPyConnection) -> list[LakeFile]:
+    """The lake files the catalogue holds, as it recorded them."""
+    return [
+        LakeFile(*row)
+        for row in con.execute(
+            "SELECT path, kind, entity, size_bytes, mtime_ns, inode FROM lake_files"
+        ).fetchall()
+    ]
+
+
 def _update_open(
     con: duckdb.DuckDBPyConnection, project: Project, path: Path, units: list[str] | None
 ) -> CatalogueStats:
     tokenizer_sha256 = _tokenizer_sha256(project)
     files = scan_lake(project.lake, tokenizer_sha256)
     current = entity_fingerprints(files)
-    recorded_files = [
-        LakeFile(*row)
-        for row in con.execute(
-            "SELECT path, kind, entity, size_bytes, mtime_ns, inode FROM lake_files"
-        ).fetchall()
-    ]
+    recorded_files = _recorded_files(con)
     recorded = entity_fingerprints(recorded_files)
     refreshed: dict[str, set[str]] = {}
     for group in GROUPS:
@@ -263,7 +280,12 @@ def _update_open(
         refreshed["unit"] |= {f.entity for f in [*files, *recorded_files] if f.kind == "code_index"}
     load_entities(con, project, files, refreshed, tokenizer_sha256)
     stats = CatalogueStats(
-        path=path, mode="update", reason="incremental", tokenizer_sha256=tokenizer_sha256
+        path=path,
+        mode="update",
+        reason="incremental",
+        tokenizer_sha256=tokenizer_sha256,
+        # What it holds now, which with `units` given is not all of the lake.
+        upstream_sha256=upstream_content_sha256(_recorded_files(con), tokenizer_sha256),
     )
     stats.units_refreshed = sorted(refreshed["unit"])
     stats.releases_refreshed = sorted(refreshed["release"])

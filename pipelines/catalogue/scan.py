@@ -20,6 +20,7 @@ from pipelines.lake.paths import (
     UNIT_FILE_SUFFIX,
     Lake,
 )
+from schemas.hashing import canonical_json_sha256
 
 # Lake file kinds, and the entity each kind's files belong to. A unit's `code_index` is
 # the one of the configured tokenizer only: codes of other tokenizers are not catalogued.
@@ -138,3 +139,25 @@ def entity_fingerprints(files: Iterable[LakeFile]) -> dict[str, dict[str, frozen
     for f in files:
         found[f.group][f.entity].add((f.path, f.kind, f.size_bytes, f.mtime_ns, f.inode))
     return {g: {e: frozenset(s) for e, s in by.items()} for g, by in found.items()}
+
+
+UPSTREAM_GROUPS = ("unit", "source")
+"""The groups whose files come from upstream of the catalogue (the per-unit assets and the
+inventories); releases, runs and evaluations are written by assets downstream of it."""
+
+
+def upstream_content_sha256(files: Iterable[LakeFile], tokenizer_sha256: str | None) -> str:
+    """Hash of the unit and source files the catalogue holds (path, kind, stat fields) and of
+    the tokenizer whose codes it holds: the catalogue's data version.
+
+    It is what a release reads of the catalogue, so a refresh that folds in nothing new
+    from upstream keeps it, and what reads the catalogue is not stale because of it. The
+    releases, runs and evaluations it folds in too are written downstream of it: they do
+    not count, or a release would make itself stale.
+    """
+    identities = sorted(
+        [f.path, f.kind, f.size_bytes, f.mtime_ns, f.inode]
+        for f in files
+        if f.group in UPSTREAM_GROUPS
+    )
+    return canonical_json_sha256({"tokenizer_sha256": tokenizer_sha256, "files": identities})

@@ -118,6 +118,8 @@ def keep_in_file() -> None:
     if sink is not None:
         sink.in_file = True
         logging.getLogger().setLevel(logging.INFO)  # a file can hold the INFO records too
+        # Except Alembic's: a dozen lines each time Dagster opens its SQLite storage.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def write_to(path: Path) -> None:

@@ -70,7 +70,15 @@ def test_runs_are_queued_from_the_code_location_and_carry_many_units(
 
     # Everything is current: no run at all.
     again = run_assets(project)
-    assert again.nothing_to_do and not again.run_ids
+    assert again.nothing_to_do and not again.run_ids, again.reasons
+
+    # A catalogue refresh that folds in nothing new (the catalogue sensor's, when it races
+    # a `voxlake run`'s own) keeps the catalogue's data version: the release it feeds
+    # stays current.
+    refresh = run_assets(project, select="key:catalogue", force=True)
+    assert refresh.success and refresh.reasons == {"catalogue": "--force"}
+    after_refresh = run_assets(project)
+    assert after_refresh.nothing_to_do and not after_refresh.run_ids, after_refresh.reasons
 
     # A new file in one source: its inventory runs again, and no unit whose items are
     # unchanged is processed again.
@@ -86,7 +94,13 @@ def test_runs_are_queued_from_the_code_location_and_carry_many_units(
     (libri / "README.txt").write_text("not a transcript\n")
     third = run_assets(project)
     assert third.success, third.failures
-    assert [instance.get_run_by_id(r).job_name for r in third.run_ids] == ["inventory_job"]
+    assert [instance.get_run_by_id(r).job_name for r in third.run_ids] == ["inventory_job"], (
+        third.reasons
+    )
+    # The plan says why: the one source whose files changed.
+    assert third.reasons == {
+        "inventory/librispeech": "the source's files or settings changed since its last inventory"
+    }
     assert {u: materializations(u) for u in units} == before
 
     # A policy edit that changes no decision: every unit is judged again (from its
@@ -99,6 +113,10 @@ def test_runs_are_queued_from_the_code_location_and_carry_many_units(
     edited = load_project(project.directory)
     fourth = run_assets(edited)
     assert fourth.success, fourth.failures
+    assert set(fourth.reasons) >= set(units)
+    assert all(
+        fourth.reasons[u].startswith("quality: its code version changed (1-policy-") for u in units
+    ), fourth.reasons
     assert shard_files(edited) == shards_before
 
     def latest(asset: str) -> list:

@@ -135,8 +135,13 @@ def test_incremental_updates_equal_a_rebuild(
 
 
 def test_requality_changes_the_rows_of_that_unit_only(copied_lake: Project, tmp_path) -> None:
-    update_catalogue(copied_lake)
+    built = update_catalogue(copied_lake)
     before = dump(copied_lake.catalogue_path)["utterances"]
+    # The data version: kept by a refresh that folds in nothing, equal to a rebuild's.
+    assert update_catalogue(copied_lake).upstream_sha256 == built.upstream_sha256
+    assert rebuild_catalogue(copied_lake, path=tmp_path / "r.duckdb").upstream_sha256 == (
+        built.upstream_sha256
+    )
     strict = stricter(copied_lake)
     unit = units_of(strict, "librispeech")[0]
     other = units_of(strict, "librispeech")[1]
@@ -146,9 +151,11 @@ def test_requality_changes_the_rows_of_that_unit_only(copied_lake: Project, tmp_
     stats = update_catalogue(strict, units=[other])
     assert stats.units_refreshed == [other]
     assert dump(strict.catalogue_path)["utterances"] == before
+    assert stats.upstream_sha256 == built.upstream_sha256  # what it holds did not change
 
     stats = update_catalogue(strict)
     assert stats.units_refreshed == [unit]
+    assert stats.upstream_sha256 != built.upstream_sha256
     rows = frame(strict.catalogue_path, f"SELECT * FROM utterances WHERE unit = '{unit}'")
     measured = rows.filter(pl.col("reject_stage").is_null() | (pl.col("reject_stage") == "policy"))
     assert measured.height > 0 and set(measured["status"]) == {"rejected"}
