@@ -46,6 +46,11 @@ import time
 from pathlib import Path
 
 PRELOAD_MODULE = "assets.worker_preload"
+FORK_SERVER_IMPORTS = ("pandas",)
+"""Imported by the fork server alone, once it is forked (the code server does not wait for
+them): pyarrow imports pandas the first time a process builds a table from Python rows
+(`pa.Table.from_pylist`, whose pandas shim looks for pandas types), ~0.4 s of CPU that
+every run worker would pay again."""
 WAIT_FLAG = "--wait-for-file"
 WAIT_TIMEOUT_FLAG = "--wait-timeout-s"
 WAIT_TIMEOUT_S = 120.0
@@ -59,7 +64,9 @@ def use_forkserver_for_run_workers() -> None:
     from dagster._grpc import server
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([PRELOAD_MODULE])
+    # The fork server imports these in order, each failing import skipped; forked from
+    # this process it finds the first already imported.
+    context.set_forkserver_preload([PRELOAD_MODULE, *FORK_SERVER_IMPORTS])
     original_init = server.DagsterApiServer.__init__
 
     def init(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]

@@ -65,6 +65,15 @@ def test_the_code_server_keeps_a_fork_server_preloaded_with_the_definitions(
         # Preloaded: Dagster (and with it gRPC's extension) is already in its memory.
         maps = Path(f"/proc/{fork_servers[0]}/maps").read_text()
         assert "cygrpc" in maps, "the fork server has not imported Dagster"
+        # ... and, imported by the fork server itself, pandas (pyarrow's first table from
+        # Python rows would import it in every run worker).
+        deadline = time.monotonic() + 30
+        while "pandas/_libs" not in maps and time.monotonic() < deadline:
+            time.sleep(0.2)
+            maps = Path(f"/proc/{fork_servers[0]}/maps").read_text()
+        assert "pandas/_libs" in maps, "the fork server has not imported pandas"
+        code_server_maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+        assert "pandas/_libs" not in code_server_maps, "the code server waited for pandas"
     finally:
         server.used = True  # keep its log for a failure's report
         server.stop()
