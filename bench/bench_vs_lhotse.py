@@ -1323,6 +1323,47 @@ def machine() -> str:
     )
 
 
+def cpu_probe_s() -> float:
+    """Seconds one core takes for a fixed pure-Python loop (10**7 additions), best of three.
+
+    Recorded before and after the bench: on a shared host the same code runs at
+    different speeds from hour to hour, and figures from two benches compare only
+    where their probes agree.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(10**7):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks since boot, from /proc/stat; (0, 0) where there is none."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+def _host_lines(results: dict[str, Any]) -> list[str]:
+    """The host's speed before and after, and the CPU time the hypervisor took meanwhile."""
+    probe = results.get("cpu_probe_s")
+    if not probe or len(probe) != 2 or probe[1] is None:
+        return []
+    line = (
+        f"- Host speed: a 10^7-iteration Python loop took {probe[0]:.2f} s on one core before "
+        f"the bench and {probe[1]:.2f} s after (best of 3; compare benches only where these agree)"
+    )
+    ticks = results.get("cpu_ticks")
+    if ticks and ticks[0] > 0:
+        line += f"; {100 * ticks[1] / ticks[0]:.1f} % of the CPU time meanwhile was stolen"
+    return [line]
+
+
 def build_section(results: dict[str, Any]) -> tuple[str, bool]:
     """The README section of a bench's saved results, and whether every target was met."""
     records: list[dict[str, Any]] = results["records"]
@@ -1364,6 +1405,7 @@ def build_section(results: dict[str, Any]) -> tuple[str, bool]:
         f"- voxlake: {results.get('voxlake', 'unknown')}",
         f"- Load average (1, 5, 15 min) before the bench {load[0]}, after it {load[1]}; it ran "
         f"{bench_s / 60:.1f} min (corpus generation included unless cached)",
+        *_host_lines(results),
         "",
         "| corpus | layout | utterances | audio (h) | recordings | on disk (MB) |",
         "|---|---|---:|---:|---:|---:|",
@@ -1727,6 +1769,7 @@ def main() -> None:
         raise SystemExit(f"{VOXLAKE} not found: build the environment (python3 dev.py env)")
 
     bench_started = time.perf_counter()
+    ticks_before = cpu_ticks()
     work_dir = args.work_dir.resolve()
     logs = work_dir / "logs" / time.strftime("%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
@@ -1742,6 +1785,8 @@ def main() -> None:
             "contenders": args.contenders,
         },
         "load": [", ".join(f"{x:.2f}" for x in os.getloadavg()), ""],
+        "cpu_probe_s": [cpu_probe_s(), None],
+        "cpu_ticks": [0, 0],
         "corpora": {},
         "records": [],
         "bench_s": 0.0,
@@ -1751,6 +1796,8 @@ def main() -> None:
     def save() -> None:
         results["bench_s"] = time.perf_counter() - bench_started
         results["load"][1] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        now = cpu_ticks()
+        results["cpu_ticks"] = [now[0] - ticks_before[0], now[1] - ticks_before[1]]
         results_path.write_text(json.dumps(results, indent=1))
 
     with pinned_env():
@@ -1774,6 +1821,7 @@ def main() -> None:
                     save()
             if not args.keep:
                 shutil.rmtree(round_dir, ignore_errors=True)
+    results["cpu_probe_s"][1] = cpu_probe_s()
     save()
     print(f"results: {results_path} (`--report` renders them again)")
     report(results, args.no_readme)
