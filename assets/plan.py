@@ -204,7 +204,6 @@ def plan_work(
             if unit in skipped:
                 continue
             needed: list[str] = []
-            first_reason: str | None = None
             for asset in UNIT_ASSETS:
                 state = states[asset].get(unit)
                 version = code_versions[asset]
@@ -223,14 +222,14 @@ def plan_work(
                 else:
                     why = None
                 if why is not None and asset in selected_unit_assets:
+                    if not needed:  # the unit's reason is its first asset's
+                        plan.reasons[unit] = f"{asset}: {why}"
                     needed.append(asset)
-                    first_reason = first_reason or f"{asset}: {why}"
                 elif why is not None:
                     # Not selected, so it will not run: what is below it waits for it.
                     break
             if needed:
                 plan.units[unit] = tuple(needed)
-                plan.reasons[unit] = first_reason or ""
         if plan.units:
             todo.update(dg.AssetKey(a) for needed in plan.units.values() for a in needed)
 

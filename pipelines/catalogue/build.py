@@ -153,10 +153,7 @@ def _rebuild_locked(project: Project, path: Path, reason: str) -> CatalogueStats
     files = scan_lake(project.lake, tokenizer_sha256)
     everything = {g: set(by) for g, by in entity_fingerprints(files).items()}
     stats = CatalogueStats(
-        path=path,
-        mode="rebuild",
-        reason=reason,
-        tokenizer_sha256=tokenizer_sha256,
+        path=path, mode="rebuild", reason=reason, tokenizer_sha256=tokenizer_sha256
     )
     try:
         con = duckdb.connect(str(tmp))

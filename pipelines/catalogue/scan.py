@@ -155,9 +155,11 @@ def upstream_content_sha256(files: Iterable[LakeFile], tokenizer_sha256: str | N
     releases, runs and evaluations it folds in too are written downstream of it: they do
     not count, or a release would make itself stale.
     """
+    fingerprints = entity_fingerprints(f for f in files if f.group in UPSTREAM_GROUPS)
     identities = sorted(
-        [f.path, f.kind, f.size_bytes, f.mtime_ns, f.inode]
-        for f in files
-        if f.group in UPSTREAM_GROUPS
+        list(identity)
+        for group in UPSTREAM_GROUPS
+        for by in fingerprints[group].values()
+        for identity in by
     )
     return canonical_json_sha256({"tokenizer_sha256": tokenizer_sha256, "files": identities})
